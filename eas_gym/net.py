@@ -16,7 +16,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from eas_gym.arch import FC, Arch, Conv, Layer, Pool
+from eas_gym.arch import Arch, Conv, Layer, Pool
 
 __all__ = ["EASNet", "build_net", "StateDict", "layer_key"]
 

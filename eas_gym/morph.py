@@ -1,0 +1,350 @@
+"""Function-preserving transforms: Net2Wider and Net2Deeper as pure functions.
+
+Each transform maps ``(arch, state)`` to a new ``(arch, state)`` whose network computes the same
+function in eval mode (exactly, up to float rounding, when ``noise=0``). Inputs are never mutated;
+tensors the transform does not change are shared between the old and the new state dict.
+New tensors follow the device and dtype of the input state. All randomness comes from the
+explicit ``generator`` (a CPU ``torch.Generator``).
+
+References:
+    Chen, Goodfellow, Shlens. Net2Net: Accelerating Learning via Knowledge Transfer. ICLR 2016.
+    Cai, Chen, Zhang, Yu, Wang. Efficient Architecture Search by Network Transformation. AAAI 2018.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from eas_gym.arch import FC, Arch, Conv, Pool, SearchSpace
+from eas_gym.net import StateDict, build_net, layer_key
+
+__all__ = [
+    "WIDER_NOISE",
+    "DEEPER_NOISE",
+    "net2wider",
+    "widen_layers",
+    "net2deeper",
+    "max_logit_diff",
+]
+
+WIDER_NOISE = 0.01
+"""The paper's symmetry-breaking noise for widened copies: 1% of the weights' std."""
+
+DEEPER_NOISE = 0.001
+"""The paper's noise for an inserted identity layer: 0.1% of its weights' std."""
+
+_BN_COPIED = ("weight", "bias", "running_mean", "running_var")
+_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _check_layer(arch: Arch, layer: int) -> Conv | FC:
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"Expected `layer` to be an int, got {type(layer).__name__}")
+    if not 0 <= layer < len(arch.layers):
+        raise ValueError(f"`layer` {layer} out of range: {arch} has {len(arch.layers)} layers")
+    target = arch.layers[layer]
+    if isinstance(target, Pool):
+        raise ValueError(f"`layer` {layer} is a pool; only conv and FC layers can be transformed")
+    return target
+
+
+def _get(state: StateDict, key: str) -> Tensor:
+    try:
+        return state[key]
+    except KeyError as e:
+        raise ValueError(f"`state` has no {key!r}; does it belong to this architecture?") from e
+
+
+def _weight_key(arch: Arch, layer: int | None) -> str:
+    """Key of the weight that reads layer outputs: conv, FC or (None) the classifier."""
+    if layer is None:
+        return "classifier.weight"
+    kind = "conv" if isinstance(arch.layers[layer], Conv) else "fc"
+    return f"{layer_key(layer)}{kind}.weight"
+
+
+def _replication(
+    old: int, new: int, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """Net2Net's mapping g: unit j of the wider layer copies unit g[j] of the old one.
+
+    The first `old` entries are the identity; the rest are sampled uniformly with replacement
+    from `generator`, or taken round-robin when it is None.
+    """
+    if generator is None:
+        extra = torch.arange(new - old) % old
+    else:
+        extra = torch.randint(old, (new - old,), generator=generator)
+    return torch.cat([torch.arange(old), extra]).to(device)
+
+
+def _noise_like(
+    weight: Tensor, scale: float, generator: torch.Generator | None, std_of: Tensor
+) -> Tensor:
+    noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
+    return (noise * scale * std_of.float().std()).to(device=weight.device, dtype=weight.dtype)
+
+
+def _check_noise(noise: float, generator: torch.Generator | None) -> None:
+    if not noise >= 0:
+        raise ValueError(f"Expected `noise` >= 0, got {noise}")
+    if noise > 0 and generator is None:
+        raise ValueError("`noise` > 0 needs an explicit `generator` (no hidden default seed)")
+
+
+# ---- Net2Wider -------------------------------------------------------------------------------
+
+
+def net2wider(
+    arch: Arch,
+    state: StateDict,
+    layer: int,
+    new_width: int,
+    *,
+    space: SearchSpace | None = None,
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Arch, StateDict]:
+    """Widen conv or FC layer `layer` to `new_width` units (Net2WiderNet).
+
+    New units copy existing ones (sampled with replacement); the layer's BN parameters and
+    running statistics are copied with the same indices; the consumer's matching input weights
+    (next conv, next FC across the global pool, or the classifier) are divided by each unit's
+    copy count.
+
+    Invariant: in eval mode the new network's logits equal the old one's when ``noise=0``.
+    With ``noise > 0`` Gaussian noise of ``noise * std(weight)`` goes on the new copies' incoming
+    weights only (the paper uses ``WIDER_NOISE``).
+
+    Args:
+        arch: The architecture.
+        state: Its weights (``EASNet.state_dict()``).
+        layer: Index into ``arch.layers`` of a conv or FC layer.
+        new_width: Larger width; with `space`, one of the space's widths for that layer kind.
+        space: When given, `new_width` must be in its list.
+        noise: Relative noise on the new copies.
+        generator: Draws the copied indices and the noise; None copies round-robin (noise 0).
+
+    Returns:
+        The widened ``(arch, state)``.
+
+    Raises:
+        ValueError: the layer is a pool or out of range, or `new_width` is not larger or not in
+            the space's list.
+    """
+    target = _check_layer(arch, layer)
+    _check_noise(noise, generator)
+    old = arch.width(layer)
+    if isinstance(new_width, bool) or not isinstance(new_width, int):
+        raise TypeError(f"Expected `new_width` to be an int, got {type(new_width).__name__}")
+    if new_width <= old:
+        raise ValueError(f"`new_width` {new_width} must be larger than layer {layer}'s {old}")
+    if space is not None and new_width not in space.widths(target):
+        raise ValueError(
+            f"`new_width` {new_width} not in the space's widths {space.widths(target)}"
+        )
+
+    prefix = layer_key(layer)
+    weight = _get(state, _weight_key(arch, layer))
+    g = _replication(old, new_width, generator, weight.device)
+    counts = torch.bincount(g, minlength=old).to(weight.dtype)
+
+    new_weight = weight[g].clone()  # conv (C', Cin, k, k) or FC (U', In)
+    if noise > 0:
+        new_weight[old:] += _noise_like(new_weight[old:], noise, generator, weight)
+    new_state = dict(state)
+    new_state[_weight_key(arch, layer)] = new_weight
+    for name in _BN_COPIED:
+        new_state[f"{prefix}bn.{name}"] = _get(state, f"{prefix}bn.{name}")[g].clone()
+
+    consumer_key = _weight_key(arch, arch.consumer(layer))
+    consumer = _get(state, consumer_key)  # (Out, C, ...) reads C channels/features
+    scale = (1.0 / counts[g]).view(1, -1, *([1] * (consumer.dim() - 2)))
+    new_state[consumer_key] = consumer[:, g] * scale
+
+    wider = Conv(new_width, target.kernel) if isinstance(target, Conv) else FC(new_width)
+    layers = arch.layers[:layer] + (wider,) + arch.layers[layer + 1 :]
+    return dataclasses.replace(arch, layers=layers), new_state
+
+
+def widen_layers(
+    arch: Arch,
+    state: StateDict,
+    widths: Mapping[int, int],
+    *,
+    space: SearchSpace | None = None,
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Arch, StateDict]:
+    """The paper's wider step: widen several layers at once, ``{layer: new_width}``.
+
+    Applies :func:`net2wider` in ascending layer order; same invariant and errors.
+    """
+    for layer in sorted(widths):
+        arch, state = net2wider(
+            arch, state, layer, widths[layer], space=space, noise=noise, generator=generator
+        )
+    return arch, state
+
+
+# ---- Net2Deeper ------------------------------------------------------------------------------
+
+
+def net2deeper(
+    arch: Arch,
+    state: StateDict,
+    layer: int,
+    kernel: int | None = None,
+    *,
+    batch: Tensor | None = None,
+    space: SearchSpace | None = None,
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Arch, StateDict]:
+    """Insert an identity layer after conv or FC layer `layer` (Net2DeeperNet).
+
+    After a conv: a conv of the same width with an identity kernel (centre tap = I, same
+    padding). After a hidden FC: an FC with an identity matrix. The new BN is set from the
+    per-channel mean ``mu`` and variance ``var`` of its input on `batch` (the network in eval
+    mode): ``running_mean = beta = mu``, ``running_var = var``, ``gamma = sqrt(var + eps)``, so BN
+    is the identity in eval mode and close to it in train mode; ReLU is the identity because
+    its input is already a ReLU output. Without `batch`, ``mu = 0`` and ``var = 1``.
+
+    Invariant: in eval mode the new network's logits equal the old one's when ``noise=0``.
+    With ``noise > 0`` Gaussian noise of ``noise * std(new weight)`` goes on the new weight
+    (the paper uses ``DEEPER_NOISE``).
+
+    Args:
+        arch: The architecture.
+        state: Its weights (``EASNet.state_dict()``).
+        layer: Index into ``arch.layers`` of a conv or FC layer; the new layer goes after it.
+        kernel: Odd kernel of the new conv (default 3); must be None for an FC layer.
+        batch: Input images ``(B, C, H, W)`` whose statistics initialise the new BN.
+        space: When given, enforces its kernels, ``max_layers`` and ``max_layers_per_block``.
+        noise: Relative noise on the new weight.
+        generator: Draws the noise.
+
+    Returns:
+        The deepened ``(arch, state)``; later layers' state keys shift by one.
+
+    Raises:
+        ValueError: the layer is a pool or out of range, the kernel is even or not allowed, or
+            the space's limits would be exceeded.
+    """
+    target = _check_layer(arch, layer)
+    _check_noise(noise, generator)
+    if isinstance(target, Conv):
+        kernel = 3 if kernel is None else kernel
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"`kernel` must be odd and positive for same padding, got {kernel}")
+        if space is not None and kernel not in space.kernels:
+            raise ValueError(f"`kernel` {kernel} not in the space's kernels {space.kernels}")
+        new_layer: Conv | FC = Conv(target.filters, kernel)
+    else:
+        if kernel is not None:
+            raise ValueError(f"`kernel` must be None when deepening FC layer {layer}, got {kernel}")
+        new_layer = FC(target.units)
+    layers = arch.layers[: layer + 1] + (new_layer,) + arch.layers[layer + 1 :]
+    new_arch = dataclasses.replace(arch, layers=layers)
+    if space is not None:
+        _check_limits(new_arch, space, layer)
+
+    width = arch.width(layer)
+    ref = _get(state, _weight_key(arch, layer))
+    mean, var = _input_stats(arch, state, layer, batch, width, ref)
+
+    if isinstance(new_layer, Conv):
+        weight = torch.zeros(width, width, kernel, kernel, device=ref.device, dtype=ref.dtype)
+        weight[:, :, kernel // 2, kernel // 2] = torch.eye(width, device=ref.device)
+        kind = "conv"
+    else:
+        weight = torch.eye(width, device=ref.device, dtype=ref.dtype)
+        kind = "fc"
+    if noise > 0:
+        weight = weight + _noise_like(weight, noise, generator, weight)
+
+    eps = nn.BatchNorm2d(1).eps
+    prefix = layer_key(layer + 1)
+    inserted = {
+        f"{prefix}{kind}.weight": weight,
+        f"{prefix}bn.weight": torch.sqrt(var + eps),
+        f"{prefix}bn.bias": mean.clone(),
+        f"{prefix}bn.running_mean": mean.clone(),
+        f"{prefix}bn.running_var": var.clone(),
+        f"{prefix}bn.num_batches_tracked": torch.zeros((), dtype=torch.long, device=ref.device),
+    }
+    return new_arch, _shift_after(state, layer, inserted)
+
+
+def _check_limits(new_arch: Arch, space: SearchSpace, layer: int) -> None:
+    if len(new_arch.layers) > space.max_layers:
+        raise ValueError(
+            f"deepening layer {layer} gives {len(new_arch.layers)} layers, over the space's "
+            f"`max_layers` {space.max_layers}"
+        )
+    block = next(b for b in new_arch.blocks() if layer + 1 in b)
+    if len(block) > space.max_layers_per_block:
+        raise ValueError(
+            f"deepening layer {layer} gives a block of {len(block)} layers, over the space's "
+            f"`max_layers_per_block` {space.max_layers_per_block}"
+        )
+
+
+@torch.no_grad()
+def _input_stats(
+    arch: Arch, state: StateDict, layer: int, batch: Tensor | None, width: int, ref: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and (biased) variance of layer `layer`'s output on `batch`."""
+    if batch is None:
+        ones = torch.ones(width, device=ref.device, dtype=ref.dtype)
+        return torch.zeros_like(ones), ones
+    net = build_net(arch, state, device=ref.device).eval()
+    out = net(batch.to(device=ref.device, dtype=ref.dtype), until=layer)  # (B, C, H, W) | (B, U)
+    dims = [0, 2, 3] if out.dim() == 4 else [0]
+    return out.mean(dim=dims), out.var(dim=dims, unbiased=False)
+
+
+def _shift_after(state: StateDict, layer: int, inserted: StateDict) -> StateDict:
+    """State with keys of layers after `layer` moved up by one and `inserted` placed between."""
+    shifted: StateDict = {}
+    placed = False
+    for key, value in state.items():
+        m = _LAYER_KEY.match(key)
+        index = int(m[1]) if m else None
+        if not placed and (index is None or index > layer):
+            shifted.update(inserted)
+            placed = True
+        if index is not None and index > layer:
+            key = f"layers.{index + 1}.{m[2]}"
+        shifted[key] = value
+    if not placed:
+        shifted.update(inserted)
+    return shifted
+
+
+# ---- preservation check ----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def max_logit_diff(net_a: nn.Module, net_b: nn.Module, probe: Tensor) -> float:
+    """Max absolute difference of two networks' logits on `probe`, both in eval mode.
+
+    The modules' train/eval modes are restored afterwards. Use it at run time to verify that a
+    transform preserved the function (expect ~1e-6 in float32 with ``noise=0``).
+    """
+    modes = (net_a.training, net_b.training)
+    net_a.eval()
+    net_b.eval()
+    try:
+        return float((net_a(probe) - net_b(probe)).abs().max())
+    finally:
+        net_a.train(modes[0])
+        net_b.train(modes[1])

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny networks whose weights look trained, so transforms can be told apart."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eas_gym.arch import Arch
+from eas_gym.net import EASNet, build_net
+
+
+def trained_like(arch: Arch, seed: int = 0) -> EASNet:
+    """A net with random BN affine/statistics and O(1) logits (a fresh init hides BN bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    net = build_net(arch, generator=g)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
+                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+        net.classifier.weight.normal_(0.0, 0.5, generator=g)
+    return net.eval()
+
+
+def probe_batch(arch: Arch, n: int = 8, size: int = 16, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, arch.in_channels, size, size, generator=g)
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)
