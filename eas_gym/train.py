@@ -1,0 +1,435 @@
+"""Fine-tune and evaluate a child network, fast, on CPU or CUDA.
+
+Generic over the model: any ``nn.Module`` mapping ``(B, C, H, W)`` images to logits. The data
+stay on the training device as uint8 tensors (:mod:`eas_gym.data`); shuffling, augmentation
+and normalisation are batched tensor ops seeded by an explicit ``torch.Generator``.
+
+Faults are results, not exceptions, so a search can go on: a non-finite loss stops training
+with ``diverged=True``; running out of GPU memory frees the cache and reports ``oom=True``.
+
+Example:
+    >>> import torch
+    >>> from eas_gym.arch import SMALL_START
+    >>> from eas_gym.data import load_dataset
+    >>> from eas_gym.net import build_net
+    >>> data = load_dataset("synthetic", train_size=200, val_size=100, image_size=16)
+    >>> net = build_net(SMALL_START, generator=torch.Generator().manual_seed(0))
+    >>> config = TrainConfig(epochs=0.5)
+    >>> result = fine_tune(net, data, config, generator=torch.Generator().manual_seed(0))
+    >>> result.steps, result.diverged, 0.0 <= result.eval_accuracy <= 1.0
+    (2, False, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eas_gym.data import DataBundle, Split, iterate_batches, resolve_device
+
+__all__ = [
+    "FINAL_CONFIG",
+    "SCRATCH_CONFIG",
+    "SEARCH_CONFIG",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "fine_tune",
+    "resolve_device",
+]
+
+_SCHEDULES = ("cosine", "constant")
+_TRAIN_SPLITS = ("train", "train+val")
+_EVAL_SPLITS = ("val", "test", None)
+# Smallest width of the full-resolution convs from which channels_last pays off on CPU.
+_CPU_CHANNELS_LAST_MIN_FILTERS = 16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a child: SGD with Nesterov momentum and a cosine learning rate.
+
+    Frozen and made of plain values, so it hashes and :meth:`to_dict` is JSON-able (it is part
+    of the evaluation-cache key). Fields left at None are chosen per device and do not change
+    what is computed beyond floating-point rounding, except `amp`.
+
+    Args:
+        epochs: Passes over the training split; fractions allowed (0: evaluate only).
+        batch_size: Training images per SGD step (the last partial batch is dropped).
+        lr: Peak learning rate.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: L2 penalty on every parameter.
+        schedule: ``"cosine"`` (per step, from `lr` to 0) or ``"constant"``.
+        augment: Pad-4 random crop and horizontal flip on training batches.
+        train_split: ``"train"``, or ``"train+val"`` to train on every training image.
+        eval_split: Split evaluated after training: ``"val"``, ``"test"`` or None (skip).
+        eval_batch_size: Images per evaluation batch; None: 1024 on CPU, 4096 on CUDA.
+        channels_last: NHWC memory format; None: on CUDA, and on CPU when the convs before the
+            first pool all have at least 16 filters (where it measured faster).
+        amp: bf16 autocast; None: on CUDA only.
+    """
+
+    epochs: float = 20.0
+    batch_size: int = 64
+    lr: float = 0.02
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    augment: bool = True
+    train_split: str = "train"
+    eval_split: str | None = "val"
+    eval_batch_size: int | None = None
+    channels_last: bool | None = None
+    amp: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.epochs) or self.epochs < 0:
+            raise ValueError(f"Expected `epochs` >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"Expected `batch_size` >= 1, got {self.batch_size}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(f"Expected `eval_batch_size` >= 1, got {self.eval_batch_size}")
+        if self.lr < 0 or self.momentum < 0 or self.weight_decay < 0:
+            raise ValueError(
+                "Expected `lr`, `momentum` and `weight_decay` >= 0, got "
+                f"{self.lr}, {self.momentum} and {self.weight_decay}"
+            )
+        for label, value, allowed in (
+            ("schedule", self.schedule, _SCHEDULES),
+            ("train_split", self.train_split, _TRAIN_SPLITS),
+            ("eval_split", self.eval_split, _EVAL_SPLITS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"Unknown `{label}` {value!r}; expected one of {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**values)
+
+
+SEARCH_CONFIG = TrainConfig(epochs=20, lr=0.02)
+"""The paper's fine-tune of each child during search: 20 epochs, lr 0.02 cosine, batch 64."""
+
+FINAL_CONFIG = TrainConfig(epochs=300, lr=0.1, train_split="train+val", eval_split="test")
+"""The paper's final training of the winner: 300 epochs, lr 0.1, all training images, test."""
+
+SCRATCH_CONFIG = TrainConfig(epochs=60, lr=0.1)
+"""Training a start net from random weights (our choice; the paper gives no schedule)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`fine_tune` measured.
+
+    Args:
+        eval_accuracy: Top-1 accuracy on `eval_split`; None when not evaluated (no split, an
+            empty split, divergence or OOM).
+        eval_loss: Mean cross-entropy on `eval_split`, or None.
+        eval_split: The split evaluated (``"val"``, ``"test"``) or None.
+        train_loss: Mean training loss over the last epoch (the steps trained of it).
+        epochs: Epochs trained (steps / steps per epoch).
+        steps: SGD steps taken.
+        seconds: Wall time of the whole call, evaluation included.
+        images_per_second: Training throughput (training steps only).
+        diverged: A non-finite loss stopped training.
+        oom: The device ran out of memory; training stopped.
+        device: The device trained on, e.g. ``"cpu"``, ``"cuda:0"``.
+    """
+
+    eval_accuracy: float | None
+    eval_loss: float | None
+    eval_split: str | None
+    train_loss: float | None
+    epochs: float
+    steps: int
+    seconds: float
+    images_per_second: float
+    diverged: bool = False
+    oom: bool = False
+    device: str = "cpu"
+
+    @property
+    def ok(self) -> bool:
+        """Neither diverged nor out of memory."""
+        return not (self.diverged or self.oom)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+
+def fine_tune(
+    net: nn.Module,
+    data: DataBundle,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    device: torch.device | str = "auto",
+) -> TrainResult:
+    """Train `net` in place with SGD on `data`, then evaluate it on ``config.eval_split``.
+
+    BatchNorm is in train mode while training and in eval mode while evaluating; the module's
+    previous mode is restored afterwards. The module is moved to `device` and stays there.
+    Deterministic on CPU for a fixed `generator` seed and initial weights.
+
+    Args:
+        net: Maps normalised ``(B, C, H, W)`` images to logits.
+        data: The splits and normalisation; moved to `device` if they live elsewhere.
+        config: Optimiser, schedule, augmentation and evaluation settings.
+        generator: A CPU generator for the batch order and augmentation.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:1"``...
+
+    Returns:
+        The result; divergence and OOM are reported in it, not raised.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"Expected `config` to be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"Expected `generator` to be a torch.Generator, got {generator!r}")
+    start = time.perf_counter()
+    device = resolve_device(device)
+    train = data.train if config.train_split == "train" else _concat(data.train, data.val)
+    eval_split = getattr(data, config.eval_split) if config.eval_split else None
+    amp = device.type == "cuda" if config.amp is None else config.amp
+    progress = _Progress()
+    accuracy = eval_loss = None
+    was_training, oom = net.training, False
+    try:
+        net.to(device)
+        channels_last = _use_channels_last(config.channels_last, net, device)
+        with _cudnn_benchmark(device.type == "cuda"):
+            if channels_last:
+                net.to(memory_format=torch.channels_last)
+            _train(net, train.to(device), data, config, generator, progress, amp, channels_last)
+            if eval_split is not None and len(eval_split) and not progress.diverged:
+                accuracy, eval_loss = evaluate(
+                    net,
+                    eval_split.to(device),
+                    mean=data.mean,
+                    std=data.std,
+                    batch_size=config.eval_batch_size,
+                    amp=amp,
+                )
+    except torch.OutOfMemoryError:
+        oom = True  # the handler's frames hold tensors: free the cache after it
+    finally:
+        net.to(memory_format=torch.contiguous_format)
+        net.train(was_training)
+    if oom:
+        _release_memory(device)
+        accuracy = eval_loss = None
+    diverged = progress.diverged or (eval_loss is not None and not math.isfinite(eval_loss))
+    return TrainResult(
+        eval_accuracy=None if diverged else accuracy,
+        eval_loss=None if diverged else eval_loss,
+        eval_split=config.eval_split,
+        train_loss=progress.loss,
+        epochs=progress.steps / _steps_per_epoch(len(train), config.batch_size),
+        steps=progress.steps,
+        seconds=time.perf_counter() - start,
+        images_per_second=progress.images / max(progress.seconds, 1e-9),
+        diverged=diverged,
+        oom=oom,
+        device=str(device),
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    net: nn.Module,
+    split: Split,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int | None = None,
+    amp: bool | None = None,
+) -> tuple[float, float]:
+    """Top-1 accuracy and mean cross-entropy of `net` on `split`, BatchNorm in eval mode.
+
+    Runs on the module's device (the split is moved there batch by batch if it lives
+    elsewhere) and restores the module's previous train/eval mode.
+
+    Args:
+        net: Maps normalised images to logits.
+        split: Images and labels.
+        mean: Per-channel mean used for normalisation (``DataBundle.mean``).
+        std: Per-channel std used for normalisation (``DataBundle.std``).
+        batch_size: Images per batch; None: 1024 on CPU, 4096 on CUDA.
+        amp: bf16 autocast; None: on CUDA only.
+
+    Returns:
+        ``(accuracy, loss)``; the loss is nan or inf if the network's outputs are.
+    """
+    if len(split) == 0:
+        raise ValueError("cannot evaluate on an empty `split`")
+    device = next(net.parameters()).device
+    if batch_size is None:
+        batch_size = 4096 if device.type == "cuda" else 1024
+    autocast = _autocast(device, device.type == "cuda" if amp is None else amp)
+    was_training = net.training
+    net.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for x, y in iterate_batches(split, batch_size, mean=mean, std=std):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast:
+                logits = net(x)
+            total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    finally:
+        net.train(was_training)
+    return correct.item() / len(split), total_loss.item() / len(split)
+
+
+# ---- the training loop ---------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    """Filled in by :func:`_train` as it goes, so an interrupted run still reports its steps."""
+
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    loss: float | None = None  # mean over the last epoch's steps so far
+    diverged: bool = False
+
+
+def _train(
+    net: nn.Module,
+    train: Split,
+    data: DataBundle,
+    config: TrainConfig,
+    generator: torch.Generator,
+    progress: _Progress,
+    amp: bool,
+    channels_last: bool,
+) -> None:
+    """SGD steps on `train` (on its device), recorded in `progress`."""
+    device = train.device
+    batch_size = min(config.batch_size, len(train))
+    total_steps = round(config.epochs * _steps_per_epoch(len(train), config.batch_size))
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+    autocast = _autocast(device, amp)
+    # On CUDA reading the loss forces a sync, so the divergence check runs every few steps.
+    check_every = 1 if device.type == "cpu" else 50
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net.train()
+    start = time.perf_counter()
+    epoch_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
+    while progress.steps < total_steps:
+        epoch_loss.zero_()
+        epoch_steps = 0
+        for x, y in _epoch(train, batch_size, data, config.augment, generator):
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, progress.steps, total_steps)
+            with autocast:
+                loss = F.cross_entropy(net(x.contiguous(memory_format=memory_format)), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            epoch_loss += loss.detach().float()
+            epoch_steps += 1
+            progress.steps += 1
+            progress.images += len(y)
+            done = progress.steps == total_steps
+            if done or progress.steps % check_every == 0:
+                progress.loss = epoch_loss.item() / epoch_steps
+                progress.seconds = time.perf_counter() - start
+                if not math.isfinite(progress.loss):
+                    progress.diverged = True
+                    return
+            if done:
+                return
+
+
+def _epoch(
+    train: Split, batch_size: int, data: DataBundle, augment: bool, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    return iterate_batches(
+        train,
+        batch_size,
+        mean=data.mean,
+        std=data.std,
+        shuffle=True,
+        augment=augment,
+        drop_last=True,
+        generator=generator,
+    )
+
+
+def _learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    if config.schedule == "constant":
+        return config.lr
+    return 0.5 * config.lr * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+def _steps_per_epoch(num_images: int, batch_size: int) -> int:
+    return max(1, num_images // batch_size)
+
+
+def _concat(a: Split, b: Split) -> Split:
+    if len(b) == 0:
+        return a
+    return Split(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]))
+
+
+def _use_channels_last(option: bool | None, net: nn.Module, device: torch.device) -> bool:
+    if option is not None:
+        return option
+    if device.type == "cuda":
+        return True
+    # On CPU the full-resolution convs dominate; oneDNN's NHWC kernels beat NCHW there only
+    # from 16 filters up (benchmarks/RESULTS.md), so look at the convs before the first pool.
+    widths = []
+    for module in net.modules():
+        if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
+            break
+        if isinstance(module, nn.Conv2d):
+            widths.append(module.out_channels)
+    return bool(widths) and min(widths) >= _CPU_CHANNELS_LAST_MIN_FILTERS
+
+
+def _autocast(device: torch.device, enabled: bool) -> Any:
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """Let cuDNN pick the fastest kernels for each new shape, then restore the global flag."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def _release_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
