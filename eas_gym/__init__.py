@@ -11,12 +11,29 @@ from eas_gym.arch import (
     Pool,
     SearchSpace,
 )
+from eas_gym.densenet import (
+    DENSE_PAPER_SPACE,
+    DENSE_PAPER_START,
+    DENSE_SMALL_SPACE,
+    DENSE_SMALL_START,
+    DenseArch,
+    DenseNet,
+    DenseSearchSpace,
+    build_dense_net,
+    dense_deeper,
+    dense_widen_units,
+    dense_wider,
+)
 from eas_gym.morph import max_logit_diff, net2deeper, net2wider, widen_layers
 from eas_gym.net import EASNet, build_net
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DENSE_PAPER_SPACE",
+    "DENSE_PAPER_START",
+    "DENSE_SMALL_SPACE",
+    "DENSE_SMALL_START",
     "FC",
     "PAPER_SPACE",
     "PAPER_START",
@@ -24,12 +41,76 @@ __all__ = [
     "SMALL_START",
     "Arch",
     "Conv",
+    "DenseArch",
+    "DenseNet",
+    "DenseSearchSpace",
     "EASNet",
     "Pool",
     "SearchSpace",
+    "build_dense_net",
     "build_net",
+    "dense_deeper",
+    "dense_widen_units",
+    "dense_wider",
     "max_logit_diff",
     "net2deeper",
     "net2wider",
     "widen_layers",
 ]
+
+# ---- environment ids -------------------------------------------------------------------------
+from gymnasium.envs.registration import register  # noqa: E402
+
+_CPU_PRESET = {
+    "dataset": "cifar10",
+    "space": "small",
+    "train_size": 4000,
+    "val_size": 1000,
+    "image_size": 16,
+    "reward_mode": "sparse",
+    "epochs": 4.0,
+    "start_epochs": 20.0,
+    "lr": 0.05,
+    "batch_size": 64,
+    "device": "cpu",
+}
+
+register(
+    id="EAS-CIFAR10-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={"dataset": "cifar10", "space": "paper", "reward_mode": "sparse"},
+    nondeterministic=True,
+)
+register(
+    id="EAS-CIFAR100-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={"dataset": "cifar100", "space": "paper", "reward_mode": "sparse"},
+    nondeterministic=True,
+)
+register(
+    id="EAS-SVHN-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={"dataset": "svhn", "space": "paper", "reward_mode": "sparse"},
+    nondeterministic=True,
+)
+register(id="EAS-CIFAR10-CPU-v0", entry_point="eas_gym.env:EASEnv", kwargs=_CPU_PRESET)
+register(
+    id="EAS-Synthetic-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={
+        "dataset": "synthetic",
+        "space": "small",
+        "train_size": 500,
+        "val_size": 250,
+        "image_size": 16,
+        "epochs": 1.0,
+        "start_epochs": 3.0,
+        "lr": 0.05,
+        "device": "cpu",
+    },
+)
+register(
+    id="EAS-Surrogate-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={"evaluator": "surrogate", "space": "small", "image_size": 16, "device": "cpu"},
+)

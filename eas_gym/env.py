@@ -1,0 +1,523 @@
+"""EASEnv: Efficient Architecture Search (Cai et al., AAAI 2018) as a Gymnasium environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import logger
+
+from eas_gym.arch import PAPER_SPACE, PAPER_START, SMALL_SPACE, SMALL_START, Arch, SearchSpace
+from eas_gym.data import DATASETS, DataBundle, iterate_batches, load_dataset, resolve_device
+from eas_gym.morph import DEEPER_NOISE, WIDER_NOISE, net2deeper, widen_layers
+from eas_gym.net import StateDict, build_net
+from eas_gym.reward import COSTS, REWARDS, reward
+from eas_gym.spaces import (
+    WIDER,
+    Decoded,
+    action_mask,
+    action_space,
+    check_arch_in_space,
+    decode_action,
+    encode_observation,
+    observation_space,
+    parse_schedule,
+)
+from eas_gym.store import EvalStore, Evaluation, config_key, default_store_path
+from eas_gym.surrogate import surrogate_accuracy
+from eas_gym.train import TrainConfig, fine_tune
+
+__all__ = ["EASEnv", "SPACES", "NUM_CLASSES"]
+
+SPACES: dict[str, tuple[SearchSpace, Arch]] = {
+    "paper": (PAPER_SPACE, PAPER_START),
+    "small": (SMALL_SPACE, SMALL_START),
+}
+"""Named search spaces and their start networks."""
+
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
+_REWARD_MODES = ("dense", "sparse")
+_EVALUATORS = ("train", "surrogate")
+_PRESERVATION_TOL = 1e-4  # fp32 drift allowed by the run-time check when noise is off
+ObsType = dict[str, Any]
+
+
+class EASEnv(gym.Env[ObsType, np.ndarray]):
+    """Grow a trained CNN with function-preserving transforms; the reward is its accuracy.
+
+    ## Description
+
+    The state is a trained network (architecture and weights). Each step applies one of the
+    paper's function-preserving transforms: a *wider* step (Net2Wider on any subset of layers,
+    each to the next width of the space's list) or a *deeper* step (Net2Deeper: an identity
+    layer inserted after a conv or FC layer). The child inherits its parent's weights, so it
+    only needs a short fine-tune, after which it is scored on the validation split. A fixed
+    schedule decides which kind each step is (the paper: 4 wider then 5 deeper steps). Every
+    transform is verified on a fixed probe batch: the largest logit change is reported.
+
+    ## Action Space
+
+    ``MultiDiscrete([2] * L + [L, K])`` with ``L = space.max_layers`` and ``K`` kernels:
+
+    | index | meaning | read on |
+    |---|---|---|
+    | 0 .. L-1 | 1: widen layer i to its next width | wider steps |
+    | L | insert a layer after layer i | deeper steps |
+    | L+1 | kernel index of an inserted conv (ignored after an FC) | deeper steps |
+
+    An action outside the space raises ``ValueError``. An action inside the space that cannot
+    be applied is not an error: flags on pools, padding or maximal layers are ignored (the
+    legal flags are applied), and an illegal insert position makes the step a no-op; either way
+    ``info["illegal_action"]`` is True. ``action_masks()`` and ``info["action_mask"]`` give the
+    legal values (``action_space.sample(mask=info["action_mask"])`` draws a legal action).
+
+    ## Observation Space
+
+    A ``Dict`` of:
+
+    | key | meaning | min | max |
+    |---|---|---|---|
+    | kind | per layer slot: 0 padding, 1 conv, 2 pool, 3 FC | 0 | 3 |
+    | width | per slot: index in the kind's width list | 0 | W-1 |
+    | kernel | per slot: index in ``space.kernels`` (0 if not conv) | 0 | K-1 |
+    | num_layers | layers in the network (pools included) | 1 | L |
+    | step_kind | the next step: 0 wider, 1 deeper | 0 | 1 |
+    | steps_left | steps remaining in the episode | 0 | T |
+
+    ## Rewards
+
+    ``R(acc) = tan(acc * pi / 2)`` (accuracy clipped to 0.999), or ``acc`` with
+    ``reward_shape="acc"``, minus ``cost_weight * log(cost / start_cost)`` when `cost_weight`
+    is set (cost: parameters or FLOPs). With ``reward_mode="dense"`` every changed child is
+    fine-tuned and ``r_t = R(acc_t) - R(acc_{t-1})``, so the return is ``R(final) - R(start)``;
+    with ``"sparse"`` (the paper) only the last child is trained and ``r_T = R(acc_T)``.
+
+    ## Starting State
+
+    The start network with trained weights. It is trained once per configuration and kept in
+    the evaluation store, so later resets and other processes reuse it.
+
+    ## Episode End
+
+    1. *Termination*: the schedule's last step was taken (``len(schedule)`` steps). This budget
+       is part of the MDP; wall-clock or step limits are left to ``TimeLimit``.
+
+    ## Information
+
+    | key | meaning |
+    |---|---|
+    | net | the network's net string |
+    | accuracy | validation accuracy in [0, 1] of the current network (None until trained) |
+    | params, flops | trainable parameters; multiply-adds per image |
+    | preservation_error | max abs logit change of the transform on the probe batch (0 if none) |
+    | train_seconds | seconds spent fine-tuning and evaluating in this step |
+    | cache_hit | the child's accuracy came from the store, no training |
+    | diverged, oom | training stopped on a non-finite loss / out of memory (acc = chance) |
+    | illegal_action | part of the action could not be applied |
+    | action_mask | legal values of each action entry for the next step |
+
+    ## Arguments
+
+    >>> import gymnasium as gym
+    >>> import eas_gym
+    >>> env = gym.make("EAS-Surrogate-v0", store=":memory:")
+    >>> obs, info = env.reset(seed=0)
+    >>> info["net"]
+    'C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8'
+
+    | Parameter | Type | Default | Description |
+    |---|---|---|---|
+    | dataset | str | "cifar10" | cifar10, cifar100, svhn or synthetic |
+    | data_dir | str or None | None | dataset folder; else ``$EAS_DATA_DIR``, else a cache |
+    | download | bool | False | let torchvision download missing files |
+    | train_size, val_size | int or None | None | class-balanced subsets (paper: 45k / 5k) |
+    | image_size | int or None | None | downsample images (a CPU departure from the paper) |
+    | space | str | "paper" | "paper" or "small" (widths, kernels, limits) |
+    | start_net | str or None | None | start net string; default: the space's start net |
+    | schedule | str | "WWWWDDDDD" | step kinds: W wider, D deeper |
+    | reward_mode | str | "dense" | "dense" or "sparse" (see Rewards) |
+    | reward_shape | str | "tan" | "tan" or "acc" |
+    | cost, cost_weight | str, float | "params", 0.0 | optional cost penalty |
+    | evaluator | str | "train" | "train", or "surrogate" (a known function, no training) |
+    | epochs, lr, batch_size | float, float, int | 20, 0.02, 64 | each child's fine-tune |
+    | start_epochs, start_lr | float, float | 60, 0.1 | the start net's training |
+    | noise | bool | True | the paper's symmetry-breaking noise on new units |
+    | probe_size | int | 64 | training images in the preservation-check batch |
+    | device | str | "auto" | CUDA when available, else CPU |
+    | store | str or None | None | SQLite path, ":memory:", or None: ``default_store_path()`` |
+    | keep_weights | bool | False | save every child's weights (multi-stage search) |
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        *,
+        dataset: str = "cifar10",
+        data_dir: str | None = None,
+        download: bool = False,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        image_size: int | None = None,
+        space: str = "paper",
+        start_net: str | None = None,
+        schedule: str = "WWWWDDDDD",
+        reward_mode: str = "dense",
+        reward_shape: str = "tan",
+        cost: str = "params",
+        cost_weight: float = 0.0,
+        evaluator: str = "train",
+        epochs: float = 20.0,
+        lr: float = 0.02,
+        batch_size: int = 64,
+        start_epochs: float = 60.0,
+        start_lr: float = 0.1,
+        noise: bool = True,
+        probe_size: int = 64,
+        device: str = "auto",
+        store: str | None = None,
+        keep_weights: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        for label, value, allowed in (
+            ("dataset", dataset, DATASETS),
+            ("space", space, tuple(SPACES)),
+            ("reward_mode", reward_mode, _REWARD_MODES),
+            ("reward_shape", reward_shape, REWARDS),
+            ("cost", cost, COSTS),
+            ("evaluator", evaluator, _EVALUATORS),
+            ("render_mode", render_mode, (None, *self.metadata["render_modes"])),
+        ):
+            if value not in allowed:
+                raise ValueError(f"Expected `{label}` in {allowed}, actually: {value!r}")
+        if probe_size < 1:
+            raise ValueError(f"Expected `probe_size` >= 1, actually: {probe_size}")
+        if cost_weight < 0:
+            raise ValueError(f"Expected `cost_weight` >= 0, actually: {cost_weight}")
+        self.search_space, default_start = SPACES[space]
+        start = default_start.to_string() if start_net is None else start_net
+        self.start_arch = Arch.from_string(start, num_classes=NUM_CLASSES[dataset])
+        check_arch_in_space(self.start_arch, self.search_space)
+        self.schedule = parse_schedule(schedule)
+        self.train_config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
+        self.start_config = TrainConfig(epochs=start_epochs, lr=start_lr, batch_size=batch_size)
+        self.dataset, self.data_dir, self.download = dataset, data_dir, download
+        self.data_sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
+        self.reward_mode, self.reward_shape = reward_mode, reward_shape
+        self.cost, self.cost_weight = cost, cost_weight
+        self.evaluator, self.noise, self.probe_size = evaluator, noise, probe_size
+        self.device = resolve_device(device)
+        self.store_path = str(default_store_path() if store is None else store)
+        self.keep_weights = keep_weights
+        self.render_mode = render_mode
+
+        self.observation_space = observation_space(self.search_space, len(self.schedule))
+        self.action_space = action_space(self.search_space)
+
+        self.config_key = config_key(self._config())
+        self._data: DataBundle | None = None
+        self._store: EvalStore | None = None
+        self._probe: torch.Tensor | None = None
+        self._start: tuple[StateDict, float] | None = None
+        self._arch: Arch | None = None
+        self._state: StateDict | None = None
+        self._logits: torch.Tensor | None = None
+        self._accuracy: float | None = None
+        self._t: int | None = None
+        self._generator: torch.Generator | None = None
+
+    def step(self, action: np.ndarray) -> tuple[ObsType, float, bool, bool, dict[str, Any]]:
+        """Apply one transform, verify it, train and score the child as the mode says."""
+        action = np.asarray(action)
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} not in {self.action_space}")
+        if self._t is None or self._t >= len(self.schedule):
+            raise RuntimeError("Call `reset()` before `step()` (and after an episode ends)")
+        kind = self.schedule[self._t]
+        decoded = decode_action(action, self._arch, self.search_space, kind)
+        parent = self._arch
+        arch, state, transforms = self._transform(decoded)
+        error = 0.0
+        if arch != parent:
+            error = self._verify(arch, state)
+        self._t += 1
+        terminated = self._t == len(self.schedule)
+        seed = int(self.np_random.integers(2**31))
+        previous = self._reward(parent, self._accuracy)
+        info: dict[str, Any] = {"cache_hit": False, "diverged": False, "oom": False}
+        info["train_seconds"] = 0.0
+        if self.reward_mode == "dense" and arch != parent:
+            state, info = self._score(arch, state, parent, transforms, seed)
+        elif self.reward_mode == "sparse" and terminated and arch != self.start_arch:
+            state, info = self._score(arch, state, parent, transforms, seed)
+        elif self.reward_mode == "sparse" and arch != parent:
+            self._accuracy = None  # an untrained child's accuracy is unknown
+        self._arch, self._state = arch, state
+
+        if self.reward_mode == "dense":
+            r = self._reward(arch, self._accuracy) - previous
+        else:
+            r = self._reward(arch, self._accuracy) if terminated else 0.0
+        info.update(self._info(), preservation_error=error, illegal_action=decoded.illegal)
+        return self._obs(), float(r), terminated, False, info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsType, dict[str, Any]]:
+        """Start from the trained start network (trained once per configuration, then cached)."""
+        super().reset(seed=seed)
+        if self._start is None:
+            self._start = self._prepare_start()
+        self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**63)))
+        self._arch = self.start_arch
+        self._state, self._accuracy = self._start
+        self._logits = self._probe_logits(self._arch, self._state)
+        self._t = 0
+        return self._obs(), {**self._info(), "cache_hit": True, "preservation_error": 0.0}
+
+    def render(self) -> str | None:
+        """``"ansi"``: the architecture and its accuracy."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi'")
+            return None
+        acc = "untrained" if self._accuracy is None else f"acc={self._accuracy:.4f}"
+        return f"{self._arch} ({acc})\n"
+
+    def close(self) -> None:
+        """Close the evaluation store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def action_masks(self) -> np.ndarray:
+        """Flat boolean mask over ``sum(nvec)`` choices (sb3-contrib MaskablePPO)."""
+        return np.concatenate(self._mask()).astype(bool)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        """Everything besides the net string that decides a child's accuracy (the cache key)."""
+        return {
+            "dataset": self.dataset,
+            **self.data_sizes,
+            "evaluator": self.evaluator,
+            "start_net": self.start_arch.to_string(),
+            "start_train": self.start_config.to_dict(),
+            "train": self.train_config.to_dict(),
+            "num_classes": self.start_arch.num_classes,
+        }
+
+    def _setup(self) -> None:
+        self._store = EvalStore(self.store_path)
+        if self.evaluator == "train":
+            self._data = load_dataset(
+                self.dataset,
+                data_dir=self.data_dir,
+                download=self.download,
+                device=self.device,
+                **self.data_sizes,
+            )
+            if self._data.num_classes != self.start_arch.num_classes:
+                raise ValueError(
+                    f"{self.dataset} has {self._data.num_classes} classes, "
+                    f"expected {self.start_arch.num_classes}"
+                )
+            x, _ = next(
+                iterate_batches(
+                    self._data.train, self.probe_size, mean=self._data.mean, std=self._data.std
+                )
+            )
+            self._probe = x
+        else:
+            size = self.data_sizes["image_size"] or 32
+            g = torch.Generator().manual_seed(0)
+            self._probe = torch.rand(self.probe_size, 3, size, size, generator=g).to(self.device)
+
+    def _prepare_start(self) -> tuple[StateDict, float]:
+        """The start network's trained weights and accuracy, from the store or trained now."""
+        self._setup()
+        net_string = self.start_arch.to_string()
+        key = config_key({**self._config(), "role": "start"})
+        with self._store.lock(f"start-{key}"):
+            found = self._store.get(net_string, key)
+            state = None if found is None else self._store.load_weights(found)
+            if state is None:
+                net = build_net(self.start_arch, generator=torch.Generator().manual_seed(0))
+                accuracy, seconds, _ = self._train(net, self.start_config, seed=0)
+                state = net.state_dict()
+                self._store.put(
+                    Evaluation(
+                        net_string,
+                        key,
+                        accuracy,
+                        params=self.start_arch.num_params(),
+                        seconds=seconds,
+                        config={**self._config(), "role": "start"},
+                        seed=0,
+                        weights=self._store.save_weights(net_string, key, state),
+                    )
+                )
+            else:
+                accuracy = found.accuracy
+        return {k: v.to(self.device) for k, v in state.items()}, accuracy
+
+    def _train(
+        self, net: torch.nn.Module, config: TrainConfig, seed: int
+    ) -> tuple[float, float, dict[str, bool]]:
+        """(accuracy, seconds, flags) of training `net` in place, or of the surrogate."""
+        if self.evaluator == "surrogate":
+            return surrogate_accuracy(net.arch, self.search_space), 0.0, {}
+        result = fine_tune(
+            net,
+            self._data,
+            config,
+            generator=torch.Generator().manual_seed(seed),
+            device=self.device,
+        )
+        chance = 1.0 / self._data.num_classes
+        accuracy = chance if result.eval_accuracy is None else result.eval_accuracy
+        if result.diverged or result.oom:
+            logger.warn(f"training {net.arch} diverged={result.diverged} oom={result.oom}")
+        return accuracy, result.seconds, {"diverged": result.diverged, "oom": result.oom}
+
+    def _transform(self, decoded: Decoded) -> tuple[Arch, StateDict, list[dict[str, Any]]]:
+        arch, state = self._arch, self._state
+        if decoded.widths:
+            arch, state = widen_layers(
+                arch,
+                state,
+                decoded.widths,
+                space=self.search_space,
+                noise=WIDER_NOISE if self.noise else 0.0,
+                generator=self._generator,
+            )
+            return arch, state, [{"op": "wider", "widths": decoded.widths}]
+        if decoded.layer is not None:
+            arch, state = net2deeper(
+                arch,
+                state,
+                decoded.layer,
+                decoded.kernel,
+                batch=self._probe,
+                space=self.search_space,
+                noise=DEEPER_NOISE if self.noise else 0.0,
+                generator=self._generator,
+            )
+            return arch, state, [{"op": "deeper", "layer": decoded.layer, "kernel": decoded.kernel}]
+        return arch, state, []
+
+    def _probe_logits(self, arch: Arch, state: StateDict) -> torch.Tensor:
+        with torch.no_grad():
+            return build_net(arch, state).eval()(self._probe)
+
+    def _verify(self, arch: Arch, state: StateDict) -> float:
+        """Max logit change on the probe batch; warns when exactness was expected."""
+        logits = self._probe_logits(arch, state)
+        error = float((logits - self._logits).abs().max())
+        self._logits = logits
+        if not self.noise and error > _PRESERVATION_TOL * max(1.0, float(logits.abs().max())):
+            logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
+        return error
+
+    def _score(
+        self,
+        arch: Arch,
+        state: StateDict,
+        parent: Arch,
+        transforms: list[dict[str, Any]],
+        seed: int,
+    ) -> tuple[StateDict, dict[str, Any]]:
+        """Fine-tune and evaluate the child, or take its accuracy from the store."""
+        net_string = arch.to_string()
+        # The surrogate costs nothing, so it skips lookups (and keeps `info` seed-determined).
+        found = (
+            None if self.evaluator == "surrogate" else self._store.get(net_string, self.config_key)
+        )
+        if found is not None:
+            weights = self._store.load_weights(found)
+            if weights is not None:
+                state = {k: v.to(self.device) for k, v in weights.items()}
+                self._logits = self._probe_logits(arch, state)
+            self._accuracy = found.accuracy
+            return state, {
+                "cache_hit": True,
+                "diverged": found.diverged,
+                "oom": False,
+                "train_seconds": 0.0,
+            }
+        net = build_net(arch, state)
+        accuracy, seconds, flags = self._train(net, self.train_config, seed)
+        if self.evaluator == "train":  # the weights moved: the next check compares against them
+            state = net.state_dict()
+            self._logits = self._probe_logits(arch, state)
+        self._accuracy = accuracy
+        self._store.put(
+            Evaluation(
+                net_string,
+                self.config_key,
+                accuracy,
+                params=arch.num_params(),
+                flops=arch.num_flops(self._probe.shape[-1]),
+                seconds=seconds,
+                parent=parent.to_string(),
+                transforms=transforms,
+                config=self._config(),
+                seed=seed,
+                diverged=flags.get("diverged", False),
+                oom=flags.get("oom", False),
+                weights=self._store.save_weights(net_string, self.config_key, state)
+                if self.keep_weights
+                else None,
+            )
+        )
+        return state, {
+            "cache_hit": False,
+            "train_seconds": seconds,
+            "diverged": False,
+            "oom": False,
+            **flags,
+        }
+
+    def _reward(self, arch: Arch, accuracy: float | None) -> float:
+        if accuracy is None:
+            return 0.0
+        cost = reference = None
+        if self.cost_weight:
+            size = self._probe.shape[-1]
+            measure = (
+                (lambda a: a.num_params())
+                if self.cost == "params"
+                else (lambda a: a.num_flops(size))
+            )
+            cost, reference = measure(arch), measure(self.start_arch)
+        return reward(
+            accuracy,
+            shape=self.reward_shape,
+            cost=cost,
+            reference_cost=reference,
+            cost_weight=self.cost_weight,
+        )
+
+    def _mask(self) -> tuple[np.ndarray, ...]:
+        kind = self.schedule[min(self._t, len(self.schedule) - 1)]
+        return action_mask(self._arch, self.search_space, kind)
+
+    def _obs(self) -> ObsType:
+        done = self._t >= len(self.schedule)
+        kind = WIDER if done else self.schedule[self._t]
+        return encode_observation(self._arch, self.search_space, kind, len(self.schedule) - self._t)
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "net": self._arch.to_string(),
+            "accuracy": self._accuracy,
+            "params": self._arch.num_params(),
+            "flops": self._arch.num_flops(self._probe.shape[-1]),
+            "action_mask": self._mask(),
+        }
