@@ -1,0 +1,124 @@
+"""agents.sb3: PPO, A2C and MaskablePPO on EASEnv through the standard SB3 APIs."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+pytest.importorskip("sb3_contrib")
+
+from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+
+from agents.sb3 import (  # noqa: E402
+    SB3_ALGOS,
+    algo_class,
+    make_sb3_model,
+    make_sb3_vec_env,
+    train_sb3,
+)
+
+SURROGATE = "EAS-Surrogate-v0"
+MEMORY = {"store": ":memory:"}
+EPISODE = 9  # len("WWWWDDDDD")
+
+
+class RecordInfos(BaseCallback):
+    """Records every step's infos and the masks the policy saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.infos = []
+
+    def _on_step(self) -> bool:
+        self.infos += list(self.locals["infos"])
+        return True
+
+
+def predict(model, venv, obs):
+    masks = get_action_masks(venv) if isinstance(model, algo_class("maskable-ppo")) else None
+    kwargs = {} if masks is None else {"action_masks": masks}
+    action, _ = model.predict(obs, deterministic=True, **kwargs)
+    return action
+
+
+def test_bad_algo_raises():
+    with pytest.raises(ValueError, match=r"`algo`.*'ppo', 'a2c', 'maskable-ppo'.*'dqn'"):
+        train_sb3("dqn", SURROGATE, num_networks=1, env_kwargs=MEMORY)
+    venv = make_sb3_vec_env(SURROGATE, 1, seed=0, env_kwargs=MEMORY)
+    with pytest.raises(ValueError, match="'dqn'"):
+        make_sb3_model("dqn", venv, seed=0)
+    with pytest.raises(ValueError, match="num_networks"):
+        train_sb3("ppo", SURROGATE, num_networks=0, env_kwargs=MEMORY)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "maskable-ppo"])
+def test_defaults_hold_whole_episodes(algo):
+    venv = make_sb3_vec_env(SURROGATE, 2, seed=0, env_kwargs=MEMORY)
+    model = make_sb3_model(algo, venv, seed=0)
+    assert model.n_steps == EPISODE
+    assert model.batch_size == EPISODE * 2
+    assert model.gamma == 1.0 and model.gae_lambda == 1.0
+    assert make_sb3_model(algo, venv, seed=0, n_steps=3, batch_size=2).batch_size == 2
+
+
+@pytest.mark.parametrize("algo", SB3_ALGOS)
+def test_learns_a_few_steps(algo):
+    record = RecordInfos()
+    model = train_sb3(
+        algo, SURROGATE, num_networks=4, num_envs=2, env_kwargs=MEMORY, callback=record
+    )
+    assert model.num_timesteps == 4 * EPISODE
+    assert sum("episode" in info for info in record.infos) == 4  # Monitor: whole episodes
+    assert all(info["episode"]["l"] == EPISODE for info in record.infos if "episode" in info)
+
+
+def test_masks_reach_maskable_ppo_through_wrappers():
+    venv = make_sb3_vec_env(SURROGATE, 2, seed=0, env_kwargs=MEMORY)
+    venv.reset()
+    assert is_masking_supported(venv)
+    expected = np.stack([env.unwrapped.action_masks() for env in venv.envs])
+    np.testing.assert_array_equal(get_action_masks(venv), expected)
+    assert not expected.all()  # the masks do forbid something
+
+
+@pytest.mark.parametrize("algo", ["ppo", "maskable-ppo"])
+def test_maskable_ppo_takes_only_legal_actions(algo):
+    record = RecordInfos()
+    train_sb3(algo, SURROGATE, num_networks=6, num_envs=2, env_kwargs=MEMORY, callback=record)
+    assert len(record.infos) == 6 * EPISODE
+    illegal = sum(info["illegal_action"] for info in record.infos)
+    assert illegal == 0 if algo == "maskable-ppo" else illegal > 0  # unmasked PPO is not
+
+
+def test_same_seed_same_model():
+    a, b = (
+        train_sb3("ppo", SURROGATE, num_networks=2, num_envs=2, env_kwargs=MEMORY) for _ in "ab"
+    )
+    for p, q in zip(a.policy.parameters(), b.policy.parameters(), strict=True):
+        assert p.detach().equal(q.detach())
+
+
+@pytest.mark.parametrize("algo", SB3_ALGOS)
+def test_save_load_predicts_the_same(algo, tmp_path):
+    model = train_sb3(algo, SURROGATE, num_networks=2, num_envs=2, env_kwargs=MEMORY)
+    venv = model.get_env()
+    obs = venv.reset()
+    model.save(tmp_path / "model.zip")
+    loaded = algo_class(algo).load(tmp_path / "model.zip", device="cpu")
+    np.testing.assert_array_equal(predict(model, venv, obs), predict(loaded, venv, obs))
+
+
+def test_synthetic_smoke(tmp_path):
+    record = RecordInfos()
+    env_kwargs = {"store": str(tmp_path / "evals.sqlite"), "schedule": "WD"}
+    model = train_sb3(
+        "maskable-ppo",
+        "EAS-Synthetic-v0",
+        num_networks=2,
+        num_envs=2,
+        env_kwargs=env_kwargs,
+        callback=record,
+    )
+    assert model.num_timesteps == 2 * 2
+    assert all(0.0 <= info["accuracy"] <= 1.0 for info in record.infos if info["accuracy"])
+    assert not any(info["illegal_action"] for info in record.infos)
