@@ -24,6 +24,7 @@ from eas_gym.densenet import (
     dense_widen_units,
     dense_wider,
 )
+from eas_gym.export import load_model, save_model
 from eas_gym.morph import max_logit_diff, net2deeper, net2wider, widen_layers
 from eas_gym.net import EASNet, build_net
 
@@ -52,9 +53,11 @@ __all__ = [
     "dense_deeper",
     "dense_widen_units",
     "dense_wider",
+    "load_model",
     "max_logit_diff",
     "net2deeper",
     "net2wider",
+    "save_model",
     "widen_layers",
 ]
 

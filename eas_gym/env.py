@@ -231,6 +231,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self._accuracy: float | None = None
         self._t: int | None = None
         self._generator: torch.Generator | None = None
+        # Lineage: the last scored network and the transforms applied since (store records).
+        self._scored_parent: Arch | None = None
+        self._pending: list[dict[str, Any]] = []
 
     def step(self, action: np.ndarray) -> tuple[ObsType, float, bool, bool, dict[str, Any]]:
         """Apply one transform, verify it, train and score the child as the mode says."""
@@ -243,6 +246,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         decoded = decode_action(action, self._arch, self.search_space, kind)
         parent = self._arch
         arch, state, transforms = self._transform(decoded)
+        self._pending += transforms
         error = 0.0
         if arch != parent:
             error = self._verify(arch, state)
@@ -253,9 +257,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         info: dict[str, Any] = {"cache_hit": False, "diverged": False, "oom": False}
         info["train_seconds"] = 0.0
         if self.reward_mode == "dense" and arch != parent:
-            state, info = self._score(arch, state, parent, transforms, seed)
+            state, info = self._score(arch, state, seed)
         elif self.reward_mode == "sparse" and terminated and arch != self.start_arch:
-            state, info = self._score(arch, state, parent, transforms, seed)
+            state, info = self._score(arch, state, seed)
         elif self.reward_mode == "sparse" and arch != parent:
             self._accuracy = None  # an untrained child's accuracy is unknown
         self._arch, self._state = arch, state
@@ -279,6 +283,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self._state, self._accuracy = self._start
         self._logits = self._probe_logits(self._arch, self._state)
         self._t = 0
+        self._scored_parent, self._pending = self.start_arch, []
         return self._obs(), {**self._info(), "cache_hit": True, "preservation_error": 0.0}
 
     def render(self) -> str | None:
@@ -425,15 +430,14 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
         return error
 
-    def _score(
-        self,
-        arch: Arch,
-        state: StateDict,
-        parent: Arch,
-        transforms: list[dict[str, Any]],
-        seed: int,
-    ) -> tuple[StateDict, dict[str, Any]]:
-        """Fine-tune and evaluate the child, or take its accuracy from the store."""
+    def _score(self, arch: Arch, state: StateDict, seed: int) -> tuple[StateDict, dict[str, Any]]:
+        """Fine-tune and evaluate the child, or take its accuracy from the store.
+
+        The store records it with its last scored ancestor as parent and every transform since
+        (in sparse mode: the episode's start network and all its transforms).
+        """
+        parent, transforms = self._scored_parent, self._pending
+        self._scored_parent, self._pending = arch, []
         net_string = arch.to_string()
         # The surrogate costs nothing, so it skips lookups (and keeps `info` seed-determined).
         found = (

@@ -1,0 +1,60 @@
+"""The agent protocol: what a custom agent implements to run in ``eas-gym search``.
+
+An agent drives a batch of environments in lockstep (the paper: 10 networks per controller
+update). Each episode the runner calls :meth:`Agent.act` once per step with the batch of
+observations and flat action masks, passes the step's rewards to :meth:`Agent.observe`, and
+after the episode ends calls :meth:`Agent.update` once. The runner checkpoints
+:meth:`Agent.state_dict` after every update and restores it with :meth:`Agent.load_state_dict`
+when a search resumes.
+
+The runner constructs an agent as ``cls(observation_space, action_space, seed=seed)`` with the
+single-environment spaces, so ``--agent my_module:MyAgent`` works for any class of that shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["Agent", "split_masks"]
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """A search agent over a batch of EAS environments."""
+
+    def act(self, obs: dict[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
+        """Choose actions.
+
+        Args:
+            obs: The batch of observations; each value has a leading batch dimension ``B``.
+            masks: ``(B, sum(nvec))`` booleans, legal values of every action entry in turn.
+
+        Returns:
+            ``(B, len(nvec))`` integer actions.
+        """
+        ...
+
+    def observe(self, rewards: np.ndarray, terminated: np.ndarray) -> None:
+        """Receive the ``(B,)`` rewards and termination flags of the last :meth:`act`."""
+        ...
+
+    def update(self) -> dict[str, float]:
+        """Learn from the finished episodes; returns metrics to log (may be empty)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: parameters, optimiser, baseline, RNG state."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...
+
+
+def split_masks(masks: np.ndarray, action_space: spaces.MultiDiscrete) -> list[np.ndarray]:
+    """Split flat ``(B, sum(nvec))`` masks into one ``(B, nvec[d])`` array per action entry."""
+    bounds = np.cumsum(action_space.nvec)[:-1]
+    return np.split(np.asarray(masks, dtype=bool), bounds, axis=1)

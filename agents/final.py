@@ -1,0 +1,104 @@
+"""The paper's final training of a found network: all training images, test accuracy."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import eas_gym  # noqa: F401  (registers the EAS-* ids)
+from eas_gym.arch import Arch
+from eas_gym.data import load_dataset
+from eas_gym.env import NUM_CLASSES
+from eas_gym.export import load_arch, save_model
+from eas_gym.net import build_net
+from eas_gym.train import TrainConfig, fine_tune
+
+__all__ = ["final_train", "resolve_target"]
+
+
+def resolve_target(target: str) -> tuple[Arch | None, Path | None, dict[str, Any]]:
+    """(architecture or None, weights folder, the run's env arguments) of a CLI target.
+
+    `target` is a run folder (its ``best/``), a folder saved by ``save_model``, or a net string
+    (then the architecture is parsed later, once the dataset's classes are known).
+    """
+    path = Path(target)
+    if (path / "best" / "arch.json").exists():
+        config = json.loads((path / "config.json").read_text())
+        env_kwargs = {**gym.spec(config["env_id"]).kwargs, **config["env_kwargs"]}
+        return load_arch(path / "best"), path / "best", env_kwargs
+    if (path / "arch.json").exists():
+        return load_arch(path), path, {}
+    if path.exists():
+        raise FileNotFoundError(f"{target} is neither a run folder nor a saved model folder")
+    return None, None, {}
+
+
+def final_train(
+    target: str,
+    *,
+    epochs: float = 300.0,
+    lr: float = 0.1,
+    scratch: bool = False,
+    dataset: str | None = None,
+    image_size: int | None = None,
+    train_size: int | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+    out: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train a found network on every training image (train + validation) and test it.
+
+    Paper defaults: 300 epochs, lr 0.1 cosine, batch 64. A run's network starts from its
+    inherited weights unless `scratch`; dataset and image size default to the run's.
+
+    Returns:
+        A record with the net string, parameters, test accuracy, epochs and seconds.
+    """
+    arch, folder, run_env = resolve_target(target)
+    dataset = dataset or run_env.get("dataset", "cifar10")
+    image_size = image_size or run_env.get("image_size")
+    data_dir = data_dir or run_env.get("data_dir")
+    num_classes = NUM_CLASSES.get(dataset)
+    if num_classes is None:
+        raise ValueError(f"`dataset` must be one of {tuple(NUM_CLASSES)}, got {dataset!r}")
+    if arch is None:
+        arch = Arch.from_string(target, num_classes=num_classes)
+    state = None
+    weights = folder / "weights.pt" if folder is not None else None
+    if not scratch and weights is not None and weights.exists():
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        train_size=train_size,
+        image_size=image_size,
+        val_size=run_env.get("val_size"),
+    )
+    net = build_net(arch, state, generator=torch.Generator().manual_seed(seed))
+    config = TrainConfig(epochs=epochs, lr=lr, train_split="train+val", eval_split="test")
+    start = time.perf_counter()
+    result = fine_tune(
+        net, data, config, generator=torch.Generator().manual_seed(seed), device=device
+    )
+    record = {
+        "net": arch.to_string(),
+        "params": arch.num_params(),
+        "dataset": dataset,
+        "image_size": data.image_shape[-1],
+        "train_images": len(data.train) + len(data.val),
+        "epochs": epochs,
+        "inherited_weights": state is not None,
+        "test_accuracy": result.eval_accuracy,
+        "diverged": result.diverged,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if out is not None:
+        save_model(out, arch, net.state_dict(), record)
+    return record

@@ -1,0 +1,181 @@
+"""The eas-gym command end to end on the surrogate and synthetic envs, including kill/resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from agents.runner import read_children
+from eas_gym import load_model
+from eas_gym.cli import main
+from eas_gym.store import EvalStore
+
+SYNTHETIC = ["--env", "EAS-Synthetic-v0", "--set", "schedule=WD", "--set", "reward_mode=sparse"]
+
+
+def test_search_show_and_load(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--env", "EAS-Surrogate-v0", "--nets", "6", "--batch", "3"]
+    assert main([*args, "--out", str(out), "--set", "probe_size=4", "--no-progress"]) == 0
+    assert "6 networks; best" in capsys.readouterr().out
+    children = read_children(out)
+    assert len(children) == 6 and {c["update"] for c in children} == {0, 1}
+    for name in ("config.json", "checkpoint.pt", "search.png", "best/arch.json", "best/weights.pt"):
+        assert (out / name).exists(), name
+    net = load_model(out / "best")
+    best = max(children, key=lambda c: c["accuracy"])
+    assert str(net.arch) == best["net"] and net(torch.rand(2, 3, 16, 16)).shape == (2, 10)
+    assert main(["show", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "6 networks sampled" in report and "lineage of the best network" in report
+
+
+def test_extending_a_finished_search_only_adds(tmp_path):
+    out = str(tmp_path / "run")
+    base = ["search", "--env", "EAS-Surrogate-v0", "--batch", "2", "--out", out, "--no-progress"]
+    assert main([*base, "--nets", "2"]) == 0
+    first = read_children(out)
+    assert main([*base, "--nets", "4"]) == 0
+    assert read_children(out)[:2] == first and len(read_children(out)) == 4
+
+
+def test_compare_writes_table_and_plot(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--env", "EAS-Surrogate-v0", "--agents", "reinforce,random"]
+    assert (
+        main(
+            [
+                *args,
+                "--seeds",
+                "2",
+                "--nets",
+                "4",
+                "--batch",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "| reinforce |" in table and "| random |" in table
+    result = json.loads((out / "compare.json").read_text())
+    assert len(result["runs"]["random"]) == 2 and (out / "compare.png").exists()
+
+
+def test_train_a_found_network(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "search",
+                *SYNTHETIC,
+                "--agent",
+                "random",
+                "--nets",
+                "2",
+                "--batch",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["train", str(out), "--epochs", "0.5", "--out", str(tmp_path / "final")]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["inherited_weights"] and 0.0 <= record["test_accuracy"] <= 1.0
+    assert record["dataset"] == "synthetic" and record["image_size"] == 16
+    assert (tmp_path / "final" / "weights.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "--env", "EAS-Nope-v0"], "unknown env 'EAS-Nope-v0'"),
+        (["search", "--env", "EAS-Surrogate-v0", "--agent", "nope"], "unknown agent 'nope'"),
+        (["search", "--env", "EAS-Surrogate-v0", "--agent", "os:path"], "does not implement"),
+        (["search", "--env", "EAS-Surrogate-v0", "--agent", "nomodule:X"], "cannot load agent"),
+        (["search", "--env", "EAS-Surrogate-v0", "--set", "oops"], "key=value"),
+        (["show", "/nonexistent/run"], "not a run folder"),
+        (["train", "C4-3 XP GAP", "--dataset", "synthetic"], "bad token 'XP'"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, tmp_path, capsys):
+    assert main([*argv, *(["--out", str(tmp_path / "r")] if argv[0] == "search" else [])]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_run_folder_from_other_settings_is_refused(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    base = ["search", "--env", "EAS-Surrogate-v0", "--nets", "2", "--batch", "2", "--out", out]
+    assert main([*base, "--no-progress"]) == 0
+    assert main([*base, "--seed", "1", "--no-progress"]) == 2
+    assert "other settings (seed)" in capsys.readouterr().err
+
+
+def _search_cmd(out):
+    return [
+        sys.executable,
+        "-m",
+        "eas_gym.cli",
+        "search",
+        *SYNTHETIC,
+        "--agent",
+        "reinforce",
+        "--nets",
+        "10",
+        "--batch",
+        "2",
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+
+
+def test_killed_search_resumes_without_losing_or_retraining(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    subprocess.run(_search_cmd(reference), check=True, env=env, capture_output=True)
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _search_cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    # Kill while the second update is half done: one of its children is in the store already.
+    rows = len(EvalStore(run / "store.sqlite").all())
+    while len(EvalStore(run / "store.sqlite").all()) == rows and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_after = len(read_children(run))
+    assert killed_after < 10, "the search finished before it could be killed"
+    store = EvalStore(run / "store.sqlite")
+    evaluated_before = {e.net for e in store.all()}
+    store.close()
+
+    subprocess.run(_search_cmd(run), check=True, env=env, capture_output=True)
+    resumed, uninterrupted = read_children(run), read_children(reference)
+    key = ("net", "accuracy", "params", "return")
+    assert [tuple(c[k] for k in key) for c in resumed] == [
+        tuple(c[k] for k in key) for c in uninterrupted
+    ]
+    redone = [c for c in resumed[killed_after:] if c["net"] in evaluated_before]
+    assert redone and all(c["cache_hit"] for c in redone)  # found in the store, not retrained
