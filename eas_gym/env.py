@@ -10,10 +10,11 @@ import torch
 from gymnasium import logger
 
 from eas_gym.arch import PAPER_SPACE, PAPER_START, SMALL_SPACE, SMALL_START, Arch, SearchSpace
-from eas_gym.data import DATASETS, DataBundle, iterate_batches, load_dataset, resolve_device
+from eas_gym.data import DATASETS, resolve_device
 from eas_gym.morph import DEEPER_NOISE, WIDER_NOISE, net2deeper, widen_layers
 from eas_gym.net import StateDict, build_net
 from eas_gym.reward import COSTS, REWARDS, reward
+from eas_gym.scorer import ChildScorer
 from eas_gym.spaces import (
     WIDER,
     Decoded,
@@ -25,9 +26,8 @@ from eas_gym.spaces import (
     observation_space,
     parse_schedule,
 )
-from eas_gym.store import EvalStore, Evaluation, config_key, default_store_path
-from eas_gym.surrogate import surrogate_accuracy
-from eas_gym.train import TrainConfig, fine_tune
+from eas_gym.store import default_store_path
+from eas_gym.train import TrainConfig
 
 __all__ = ["EASEnv", "SPACES", "NUM_CLASSES"]
 
@@ -207,23 +207,38 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.schedule = parse_schedule(schedule)
         self.train_config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
         self.start_config = TrainConfig(epochs=start_epochs, lr=start_lr, batch_size=batch_size)
-        self.dataset, self.data_dir, self.download = dataset, data_dir, download
-        self.data_sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
         self.reward_mode, self.reward_shape = reward_mode, reward_shape
         self.cost, self.cost_weight = cost, cost_weight
-        self.evaluator, self.noise, self.probe_size = evaluator, noise, probe_size
+        self.noise = noise
         self.device = resolve_device(device)
-        self.store_path = str(default_store_path() if store is None else store)
-        self.keep_weights = keep_weights
+        data_sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
+        self.scorer = ChildScorer(
+            config={
+                "dataset": dataset,
+                **data_sizes,
+                "evaluator": evaluator,
+                "start_net": self.start_arch.to_string(),
+                "start_train": self.start_config.to_dict(),
+                "train": self.train_config.to_dict(),
+                "num_classes": self.start_arch.num_classes,
+            },
+            space=self.search_space,
+            start_arch=self.start_arch,
+            train_config=self.train_config,
+            start_config=self.start_config,
+            evaluator=evaluator,
+            device=self.device,
+            store_path=str(default_store_path() if store is None else store),
+            keep_weights=keep_weights,
+            probe_size=probe_size,
+            data_kwargs={"name": dataset, "data_dir": data_dir, "download": download, **data_sizes},
+        )
         self.render_mode = render_mode
 
         self.observation_space = observation_space(self.search_space, len(self.schedule))
         self.action_space = action_space(self.search_space)
 
-        self.config_key = config_key(self._config())
-        self._data: DataBundle | None = None
-        self._store: EvalStore | None = None
-        self._probe: torch.Tensor | None = None
+        self.config_key = self.scorer.config_key
         self._start: tuple[StateDict, float] | None = None
         self._arch: Arch | None = None
         self._state: StateDict | None = None
@@ -277,7 +292,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """Start from the trained start network (trained once per configuration, then cached)."""
         super().reset(seed=seed)
         if self._start is None:
-            self._start = self._prepare_start()
+            self._start = self.scorer.start()
         self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**63)))
         self._arch = self.start_arch
         self._state, self._accuracy = self._start
@@ -296,100 +311,13 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     def close(self) -> None:
         """Close the evaluation store."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self.scorer.close()
 
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over ``sum(nvec)`` choices (sb3-contrib MaskablePPO)."""
         return np.concatenate(self._mask()).astype(bool)
 
     # ---- helpers -------------------------------------------------------------------------
-
-    def _config(self) -> dict[str, Any]:
-        """Everything besides the net string that decides a child's accuracy (the cache key)."""
-        return {
-            "dataset": self.dataset,
-            **self.data_sizes,
-            "evaluator": self.evaluator,
-            "start_net": self.start_arch.to_string(),
-            "start_train": self.start_config.to_dict(),
-            "train": self.train_config.to_dict(),
-            "num_classes": self.start_arch.num_classes,
-        }
-
-    def _setup(self) -> None:
-        self._store = EvalStore(self.store_path)
-        if self.evaluator == "train":
-            self._data = load_dataset(
-                self.dataset,
-                data_dir=self.data_dir,
-                download=self.download,
-                device=self.device,
-                **self.data_sizes,
-            )
-            if self._data.num_classes != self.start_arch.num_classes:
-                raise ValueError(
-                    f"{self.dataset} has {self._data.num_classes} classes, "
-                    f"expected {self.start_arch.num_classes}"
-                )
-            x, _ = next(
-                iterate_batches(
-                    self._data.train, self.probe_size, mean=self._data.mean, std=self._data.std
-                )
-            )
-            self._probe = x
-        else:
-            size = self.data_sizes["image_size"] or 32
-            g = torch.Generator().manual_seed(0)
-            self._probe = torch.rand(self.probe_size, 3, size, size, generator=g).to(self.device)
-
-    def _prepare_start(self) -> tuple[StateDict, float]:
-        """The start network's trained weights and accuracy, from the store or trained now."""
-        self._setup()
-        net_string = self.start_arch.to_string()
-        key = config_key({**self._config(), "role": "start"})
-        with self._store.lock(f"start-{key}"):
-            found = self._store.get(net_string, key)
-            state = None if found is None else self._store.load_weights(found)
-            if state is None:
-                net = build_net(self.start_arch, generator=torch.Generator().manual_seed(0))
-                accuracy, seconds, _ = self._train(net, self.start_config, seed=0)
-                state = net.state_dict()
-                self._store.put(
-                    Evaluation(
-                        net_string,
-                        key,
-                        accuracy,
-                        params=self.start_arch.num_params(),
-                        seconds=seconds,
-                        config={**self._config(), "role": "start"},
-                        seed=0,
-                        weights=self._store.save_weights(net_string, key, state),
-                    )
-                )
-            else:
-                accuracy = found.accuracy
-        return {k: v.to(self.device) for k, v in state.items()}, accuracy
-
-    def _train(
-        self, net: torch.nn.Module, config: TrainConfig, seed: int
-    ) -> tuple[float, float, dict[str, bool]]:
-        """(accuracy, seconds, flags) of training `net` in place, or of the surrogate."""
-        if self.evaluator == "surrogate":
-            return surrogate_accuracy(net.arch, self.search_space), 0.0, {}
-        result = fine_tune(
-            net,
-            self._data,
-            config,
-            generator=torch.Generator().manual_seed(seed),
-            device=self.device,
-        )
-        chance = 1.0 / self._data.num_classes
-        accuracy = chance if result.eval_accuracy is None else result.eval_accuracy
-        if result.diverged or result.oom:
-            logger.warn(f"training {net.arch} diverged={result.diverged} oom={result.oom}")
-        return accuracy, result.seconds, {"diverged": result.diverged, "oom": result.oom}
 
     def _transform(self, decoded: Decoded) -> tuple[Arch, StateDict, list[dict[str, Any]]]:
         arch, state = self._arch, self._state
@@ -409,7 +337,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
                 state,
                 decoded.layer,
                 decoded.kernel,
-                batch=self._probe,
+                batch=self.scorer.probe,
                 space=self.search_space,
                 noise=DEEPER_NOISE if self.noise else 0.0,
                 generator=self._generator,
@@ -419,7 +347,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     def _probe_logits(self, arch: Arch, state: StateDict) -> torch.Tensor:
         with torch.no_grad():
-            return build_net(arch, state).eval()(self._probe)
+            return build_net(arch, state).eval()(self.scorer.probe)
 
     def _verify(self, arch: Arch, state: StateDict) -> float:
         """Max logit change on the probe batch; warns when exactness was expected."""
@@ -431,69 +359,31 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         return error
 
     def _score(self, arch: Arch, state: StateDict, seed: int) -> tuple[StateDict, dict[str, Any]]:
-        """Fine-tune and evaluate the child, or take its accuracy from the store.
+        """Score the child; the store records its last scored ancestor and the transforms since.
 
-        The store records it with its last scored ancestor as parent and every transform since
-        (in sparse mode: the episode's start network and all its transforms).
+        In sparse mode that ancestor is the episode's start network.
         """
-        parent, transforms = self._scored_parent, self._pending
+        score = self.scorer.score(
+            arch, state, parent=self._scored_parent, transforms=self._pending, seed=seed
+        )
         self._scored_parent, self._pending = arch, []
-        net_string = arch.to_string()
-        # The surrogate costs nothing, so it skips lookups (and keeps `info` seed-determined).
-        found = (
-            None if self.evaluator == "surrogate" else self._store.get(net_string, self.config_key)
-        )
-        if found is not None:
-            weights = self._store.load_weights(found)
-            if weights is not None:
-                state = {k: v.to(self.device) for k, v in weights.items()}
-                self._logits = self._probe_logits(arch, state)
-            self._accuracy = found.accuracy
-            return state, {
-                "cache_hit": True,
-                "diverged": found.diverged,
-                "oom": False,
-                "train_seconds": 0.0,
-            }
-        net = build_net(arch, state)
-        accuracy, seconds, flags = self._train(net, self.train_config, seed)
-        if self.evaluator == "train":  # the weights moved: the next check compares against them
-            state = net.state_dict()
-            self._logits = self._probe_logits(arch, state)
-        self._accuracy = accuracy
-        self._store.put(
-            Evaluation(
-                net_string,
-                self.config_key,
-                accuracy,
-                params=arch.num_params(),
-                flops=arch.num_flops(self._probe.shape[-1]),
-                seconds=seconds,
-                parent=parent.to_string(),
-                transforms=transforms,
-                config=self._config(),
-                seed=seed,
-                diverged=flags.get("diverged", False),
-                oom=flags.get("oom", False),
-                weights=self._store.save_weights(net_string, self.config_key, state)
-                if self.keep_weights
-                else None,
-            )
-        )
-        return state, {
-            "cache_hit": False,
-            "train_seconds": seconds,
-            "diverged": False,
-            "oom": False,
-            **flags,
+        if score.trained:  # the weights moved: the next check compares against them
+            self._logits = self._probe_logits(arch, score.state)
+        self._accuracy = score.accuracy
+        info = {
+            "cache_hit": score.cache_hit,
+            "train_seconds": score.train_seconds,
+            "diverged": score.diverged,
+            "oom": score.oom,
         }
+        return score.state, info
 
     def _reward(self, arch: Arch, accuracy: float | None) -> float:
         if accuracy is None:
             return 0.0
         cost = reference = None
         if self.cost_weight:
-            size = self._probe.shape[-1]
+            size = self.scorer.probe.shape[-1]
             measure = (
                 (lambda a: a.num_params())
                 if self.cost == "params"
@@ -522,6 +412,6 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             "net": self._arch.to_string(),
             "accuracy": self._accuracy,
             "params": self._arch.num_params(),
-            "flops": self._arch.num_flops(self._probe.shape[-1]),
+            "flops": self._arch.num_flops(self.scorer.probe.shape[-1]),
             "action_mask": self._mask(),
         }

@@ -12,7 +12,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env, data_equivalence
 
 import eas_gym
-import eas_gym.env as env_module
+import eas_gym.scorer as scorer_module
 from eas_gym.arch import SMALL_SPACE, Arch
 from eas_gym.morph import net2deeper, widen_layers
 from eas_gym.reward import reward
@@ -218,13 +218,13 @@ def test_preservation_is_reported_and_exact_without_noise():
 
 def test_cache_hits_skip_training(tmp_path, monkeypatch):
     calls = []
-    real = env_module.fine_tune
+    real = scorer_module.fine_tune
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(env_module, "fine_tune", counting)
+    monkeypatch.setattr(scorer_module, "fine_tune", counting)
     store = str(tmp_path / "store.sqlite")
     first = gym.make("EAS-Synthetic-v0", store=store, schedule="WWD", noise=False)
     first.action_space.seed(0)
