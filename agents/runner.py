@@ -47,7 +47,8 @@ AGENTS = {
 """Built-in protocol agents; SB3 algorithms (``ppo``, ``a2c``, ``maskable-ppo``) run apart."""
 
 _SB3 = ("ppo", "a2c", "maskable-ppo")
-_RESUMABLE_FIELDS_IGNORED = ("nets", "progress")
+_RESUMABLE_FIELDS_IGNORED = ("nets", "progress", "executor", "ray_address")
+_EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -74,6 +75,12 @@ class SearchArgs:
     """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
     progress: bool = True
     """Show a progress bar."""
+
+    # ---- where children are evaluated (does not change the results) ----
+    executor: str = "local"
+    """local (a gymnasium vector env here) or ray (one Ray actor per environment)."""
+    ray_address: str | None = None
+    """Ray cluster address for ``executor="ray"``; None: the running one, else a local one."""
 
 
 def load_agent_class(spec: str) -> type:
@@ -112,6 +119,7 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
         raise ValueError(f"`nets` and `batch` must be >= 1, got {args.nets} and {args.batch}")
     if args.agent not in _SB3:
         load_agent_class(args.agent)  # fail before creating the run folder
+    _check_executor(args)
     out = Path(args.out)
     _check_config(out, args)
     store = args.store or str(out / "store.sqlite")
@@ -125,6 +133,41 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     _export_best(children, out, store)
     _plot(children, out / "search.png", title=f"{args.agent} on {args.env_id}")
     return children
+
+
+def _check_executor(args: SearchArgs) -> None:
+    if args.executor not in _EXECUTORS:
+        raise ValueError(f"Expected `executor` in {_EXECUTORS}, actually: {args.executor!r}")
+    if args.executor != "ray":
+        if args.ray_address is not None:
+            raise ValueError("`ray_address` needs `executor='ray'` (--executor ray)")
+        return
+    if args.agent in _SB3:
+        raise ValueError(
+            f"SB3 agents ({args.agent}) evaluate children locally; "
+            "use --executor local, or a protocol agent (reinforce, random, module:Class) on Ray"
+        )
+    from eas_gym.ray_vector import import_ray
+
+    try:
+        import_ray()
+    except ImportError as e:
+        raise ValueError(str(e)) from e
+
+
+def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any]):
+    """The local vector env, or one Ray actor per environment (recoveries: ray_failures.jsonl)."""
+    if args.executor == "ray":
+        from eas_gym.ray_vector import RayVectorEnv
+
+        return RayVectorEnv(
+            args.env_id,
+            args.batch,
+            address=args.ray_address,
+            failure_log=out / "ray_failures.jsonl",
+            **env_kwargs,
+        )
+    return make_vector_env(args.env_id, args.batch, asynchronous=args.asynchronous, **env_kwargs)
 
 
 def _check_config(out: Path, args: SearchArgs) -> None:
@@ -146,7 +189,7 @@ def _check_config(out: Path, args: SearchArgs) -> None:
 
 def _run_protocol(args: SearchArgs, out: Path, env_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     num_updates = math.ceil(args.nets / args.batch)
-    envs = make_vector_env(args.env_id, args.batch, asynchronous=args.asynchronous, **env_kwargs)
+    envs = _make_envs(args, out, env_kwargs)
     agent: Agent = load_agent_class(args.agent)(
         envs.single_observation_space, envs.single_action_space, seed=args.seed
     )

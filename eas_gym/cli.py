@@ -1,6 +1,6 @@
 """The ``eas-gym`` command line (thin: parsing, then calls into the library and the agents).
 
-eas-gym search  --env ID --agent NAME --nets N --seed S --out DIR
+eas-gym search  --env ID --agent NAME --nets N --seed S --out DIR [--executor ray]
 eas-gym compare --env ID --agents reinforce,random --seeds K --nets N --out DIR
 eas-gym train   RUN_OR_NET [--epochs E]
 eas-gym show    RUN
@@ -63,6 +63,8 @@ def _search(args: argparse.Namespace) -> int:
             asynchronous=args.asynchronous,
             env_kwargs=_env_kwargs(args),
             progress=not args.no_progress,
+            executor=args.executor,
+            ray_address=args.ray_address,
         )
     )
     best = max(children, key=lambda c: c["accuracy"])
@@ -171,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--store", default=None, help="evaluation store (default: in --out)")
     search.add_argument(
         "--async", dest="asynchronous", action="store_true", help="one process per environment"
+    )
+    search.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: one Ray actor per environment (protocol agents; pip install 'eas-gym[ray]')",
+    )
+    search.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: running, else local)"
     )
     _common(search)
     search.set_defaults(func=_search)

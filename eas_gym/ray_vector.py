@@ -1,0 +1,331 @@
+"""RayVectorEnv: each environment copy in a Ray actor, so children train across a Ray cluster.
+
+Every copy lives in its own actor with the resources it asks for (a GPU, a share of one, or
+CPUs). All copies write to one evaluation store, so a child trained by any copy is not trained
+again by another. That store is SQLite in WAL mode, which supports the processes of one host:
+one machine (any number of GPUs) is safe; several machines need the store on a filesystem they
+all mount, and even then SQLite's locking is not reliable across hosts (a warning says so).
+
+A worker that dies is restarted by Ray (``max_restarts``) and the call it was running is retried
+(``max_task_retries``). The restarted actor rebuilds its env from the same arguments and replays
+the episode so far (the seeded reset and every action since) before it answers, so the results
+equal those of an uninterrupted run; the children trained before the crash are store hits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
+
+from eas_gym.store import default_store_path
+
+__all__ = ["RayVectorEnv", "import_ray"]
+
+# One replayable call: ("reset", seed, options) or ("step", action).
+Entry = tuple[Any, ...]
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(
+            'the Ray executor needs Ray: pip install "eas-gym[ray]" (or pip install "ray>=2.9")'
+        ) from e
+    return ray
+
+
+class _EnvWorker:
+    """One environment copy inside a Ray actor (rebuilt from the same arguments on restart)."""
+
+    def __init__(
+        self, env_id: str, kwargs: dict[str, Any], wrappers: Sequence[Callable[[gym.Env], gym.Env]]
+    ) -> None:
+        import ray
+
+        import eas_gym  # noqa: F401  (a worker process must register the ids)
+
+        self.env = gym.make(env_id, **kwargs)
+        for wrapper in wrappers:
+            self.env = wrapper(self.env)
+        self._episode: int | None = None
+        self._applied = 0
+        with warnings.catch_warnings():  # Ray's own use of a deprecated actor_id property
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+    def apply(self, episode: int, entries: list[Entry]) -> tuple[tuple, dict[str, Any] | None]:
+        """Bring the env to the end of `entries`; returns the last call's result.
+
+        `entries` is the whole history since the episode's seeded reset. A live actor has applied
+        all but the last; a restarted one has applied none and replays them (a recovery).
+        """
+        if episode != self._episode:  # a new seeded reset, or a restarted actor
+            self._episode, self._applied = episode, 0
+        replayed = hits = 0
+        for entry in entries[self._applied :]:
+            result = self._run(entry)
+            self._applied += 1
+            if entry[0] == "step" and self._applied < len(entries):  # a replayed step
+                replayed, hits = replayed + 1, hits + bool(result[-1].get("cache_hit", False))
+        recovery = None
+        if self._restarted:
+            self._restarted = False
+            recovery = {"pid": os.getpid(), "replayed": replayed, "hits": hits}
+        return result, recovery
+
+    def close(self) -> None:
+        """Close the env (its store connection)."""
+        self.env.close()
+
+    def _run(self, entry: Entry) -> tuple:
+        if entry[0] == "reset":
+            return self.env.reset(seed=entry[1], options=entry[2])
+        return self.env.step(entry[1])
+
+
+class RayVectorEnv(VectorEnv):
+    """`num_envs` copies of `env_id`, each in a Ray actor; batched like ``SyncVectorEnv``.
+
+    Observations, rewards and flags are batched, and ``infos`` merged (with ``_key`` masks), as
+    gymnasium's vector envs do; ``infos["worker_restarts"]`` counts each copy's recoveries.
+    Autoreset follows gymnasium's default, ``NEXT_STEP``: the step after an episode ends resets
+    that copy (its action is ignored, reward 0). Each recovery replays the history since the
+    copy's last seeded reset, so seed resets regularly (``agents.runner`` seeds every episode).
+
+    Example:
+        >>> envs = RayVectorEnv("EAS-Surrogate-v0", 2, store=":memory:")  # doctest: +SKIP
+        >>> obs, infos = envs.reset(seed=0)  # doctest: +SKIP
+
+    Args:
+        env_id: A registered id, e.g. ``"EAS-CIFAR10-v0"``.
+        num_envs: Copies (actors).
+        address: Ray cluster to connect to when Ray is not initialised yet (``"auto"``,
+            ``"HOST:6379"``, ``"ray://HOST:10001"``); None: as ``ray.init()`` (``$RAY_ADDRESS``,
+            else the cluster last started here, else a new local instance). When this object
+            initialises Ray, :meth:`close` shuts it down.
+        num_cpus: CPUs per actor; None: 1, or an equal share when the cluster has fewer CPUs
+            than copies (so every copy runs at once).
+        num_gpus: GPUs per actor (fractions share a GPU, e.g. 0.5); None: 1 per copy when the
+            cluster has GPUs and `device` is not "cpu" (an equal share if fewer than copies).
+        max_restarts: Restarts of each actor after its process dies (-1: no limit).
+        failure_log: A file to which each recovery appends a JSON line.
+        wrappers: Applied in the actor to each copy after ``gym.make`` (as ``gym.make_vec``).
+        **kwargs: Passed to ``gym.make``. ``store`` and ``data_dir`` are made absolute here
+            (default store: :func:`eas_gym.store.default_store_path` of this machine).
+            ``device`` must be "auto", "cpu" or "cuda": Ray picks each actor's GPU.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        *,
+        address: str | None = None,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        max_restarts: int = 3,
+        failure_log: str | os.PathLike[str] | None = None,
+        wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
+        **kwargs: Any,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"Expected `num_envs` >= 1, actually: {num_envs}")
+        for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if value is not None and not (value >= 0 and (value <= 1 or float(value).is_integer())):
+                raise ValueError(f"Expected `{label}` >= 0, whole above 1, actually: {value}")
+        if max_restarts < -1:
+            raise ValueError(f"Expected `max_restarts` >= -1, actually: {max_restarts}")
+        device = kwargs.get("device", gym.spec(env_id).kwargs.get("device", "auto"))
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"Expected `device` in ('auto', 'cpu', 'cuda'), actually: {device!r}")
+        kwargs = _absolute_paths(kwargs)
+        # Build one copy here: bad kwargs fail fast with their own error, and it gives the spaces.
+        probe = gym.make(env_id, **{**kwargs, "device": "cpu"})
+        self.single_observation_space = probe.observation_space
+        self.single_action_space = probe.action_space
+        self.metadata = {**probe.metadata, "autoreset_mode": AutoresetMode.NEXT_STEP}
+        self.render_mode = probe.render_mode
+        probe.close()
+
+        ray = import_ray()
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            ray.init(address=address)
+        resources = ray.cluster_resources()
+        if num_gpus is None:
+            gpus = resources.get("GPU", 0.0) if device != "cpu" else 0.0
+            num_gpus = 0.0 if gpus == 0 else _share(gpus, num_envs)
+        if num_cpus is None:
+            num_cpus = _share(resources.get("CPU", 1.0), num_envs)
+        if num_gpus == 0 and device == "cuda":
+            raise ValueError("`device='cuda'` needs `num_gpus` > 0 and a cluster with GPUs")
+        if num_gpus == 0:
+            kwargs["device"] = "cpu"  # an actor without a GPU must not pick one up by itself
+        if kwargs["store"] != ":memory:" and len([n for n in ray.nodes() if n["Alive"]]) > 1:
+            warnings.warn(
+                f"the store {kwargs['store']} is SQLite (WAL mode), safe for the processes of one "
+                "host only: on several machines it must be on a shared filesystem and concurrent "
+                "writes may fail (see README, 'Running on a Ray cluster')",
+                stacklevel=2,
+            )
+        for name, need in (("CPU", num_cpus), ("GPU", num_gpus)):
+            if need * num_envs > resources.get(name, 0.0) + 1e-9:
+                warnings.warn(
+                    f"{num_envs} copies need {need * num_envs:g} {name}s but the cluster has "
+                    f"{resources.get(name, 0.0):g}: some wait until it grows",
+                    stacklevel=2,
+                )
+
+        self.num_envs = num_envs
+        self.num_cpus, self.num_gpus, self.max_restarts = num_cpus, num_gpus, max_restarts
+        self.failure_log = None if failure_log is None else Path(failure_log)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        actor = ray.remote(_EnvWorker).options(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            max_restarts=max_restarts,
+            max_task_retries=-1,  # retry the interrupted call while restarts remain
+        )
+        self._actors = [actor.remote(env_id, kwargs, tuple(wrappers)) for _ in range(num_envs)]
+        self.worker_restarts = np.zeros(num_envs, dtype=np.int64)
+        self._episodes = [-1] * num_envs
+        self._histories: list[list[Entry]] = [[] for _ in range(num_envs)]
+        self._observations = create_empty_array(self.single_observation_space, num_envs, np.zeros)
+        self._autoreset = np.zeros(num_envs, dtype=np.bool_)
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Reset every copy; `seed` as in ``SyncVectorEnv`` (an int seeds ``seed + i``).
+
+        `options` go to every copy; ``options["reset_mask"]`` (partial resets) is not supported.
+        """
+        if options is not None and "reset_mask" in options:
+            raise ValueError(
+                "RayVectorEnv resets every copy: `options['reset_mask']` is not supported"
+            )
+        if seed is None or isinstance(seed, int):
+            seed = [None if seed is None else seed + i for i in range(self.num_envs)]
+        if len(seed) != self.num_envs:
+            raise ValueError(f"Expected {self.num_envs} seeds in `seed`, actually: {len(seed)}")
+        for i, s in enumerate(seed):
+            if s is None and not self._histories[i]:
+                s = int(np.random.SeedSequence().entropy % 2**32)  # fixed so it can be replayed
+            if s is None:
+                self._histories[i].append(("reset", None, options))
+            else:
+                self._episodes[i] += 1
+                self._histories[i] = [("reset", s, options)]
+        results = self._apply(range(self.num_envs))
+        self._autoreset[:] = False
+        infos: dict[str, Any] = {}
+        for i, (_, info) in enumerate(results):
+            infos = self._add_info(infos, {**info, "worker_restarts": self.worker_restarts[i]}, i)
+        self._observations = concatenate(
+            self.single_observation_space, [r[0] for r in results], self._observations
+        )
+        return deepcopy(self._observations), infos
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every copy in parallel (a copy whose episode ended is reset instead)."""
+        for i, action in enumerate(iterate(self.action_space, actions)):
+            entry = ("reset", None, None) if self._autoreset[i] else ("step", np.asarray(action))
+            self._histories[i].append(entry)
+        results = self._apply(range(self.num_envs))
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminated = np.zeros(self.num_envs, dtype=np.bool_)
+        truncated = np.zeros(self.num_envs, dtype=np.bool_)
+        infos: dict[str, Any] = {}
+        for i, result in enumerate(results):
+            if len(result) == 5:
+                _, rewards[i], terminated[i], truncated[i], _ = result
+            infos = self._add_info(
+                infos, {**result[-1], "worker_restarts": self.worker_restarts[i]}, i
+            )
+        self._autoreset = terminated | truncated
+        self._observations = concatenate(
+            self.single_observation_space, [r[0] for r in results], self._observations
+        )
+        return deepcopy(self._observations), rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Close each copy's env, end the actors, and shut Ray down if this object started it."""
+        ray = import_ray()
+        if not ray.is_initialized():
+            return
+        try:
+            ray.get([a.close.remote() for a in self._actors], timeout=30)
+        except Exception as e:  # a copy that cannot close must not keep the others alive
+            warnings.warn(f"closing the Ray actors: {e}", stacklevel=2)
+        for a in self._actors:
+            ray.kill(a, no_restart=True)
+        if self._owns_ray:
+            ray.shutdown()
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _apply(self, indices: range) -> list[tuple]:
+        """Send each copy its history (all at once, so they run in parallel); gather results."""
+        ray = import_ray()
+        refs = [
+            self._actors[i].apply.remote(self._episodes[i], self._histories[i]) for i in indices
+        ]
+        results = []
+        for i, ref in zip(indices, refs, strict=True):
+            try:
+                result, recovery = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                raise RuntimeError(
+                    f"the Ray actor of environment {i} died and could not be restarted "
+                    f"(max_restarts={self.max_restarts}): {e}"
+                ) from e
+            if recovery is not None:
+                self._record_recovery(i, recovery)
+            results.append(result)
+        return results
+
+    def _record_recovery(self, index: int, recovery: dict[str, Any]) -> None:
+        self.worker_restarts[index] += 1
+        warnings.warn(
+            f"environment {index}: its Ray worker died and was restarted; it replayed "
+            f"{recovery['replayed']} steps ({recovery['hits']} store hits)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        if self.failure_log is not None:
+            record = {"time": time.time(), "env": index, **recovery}
+            with open(self.failure_log, "a") as log:
+                log.write(json.dumps(record) + "\n")
+
+
+def _share(total: float, num_envs: int) -> float:
+    """1, or an equal share of `total` rounded down to Ray's resource precision (1e-4)."""
+    return min(1.0, math.floor(10_000 * total / num_envs) / 10_000) or 1e-4
+
+
+def _absolute_paths(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Actors do not run in this folder: give them absolute store and data paths."""
+    kwargs = dict(kwargs)
+    if kwargs.get("store") != ":memory:":
+        store = Path(kwargs.get("store") or default_store_path())
+        kwargs["store"] = str(store.expanduser().resolve())
+    if kwargs.get("data_dir") is not None:
+        kwargs["data_dir"] = str(Path(kwargs["data_dir"]).expanduser().resolve())
+    return kwargs
