@@ -240,7 +240,7 @@ class Reinforce:
         )
         match = (block_of == block[:, None]) & (position_of == position[:, None])
         layer = torch.where(fallback, torch.zeros_like(block), match.long().argmax(1))
-        is_conv = kind[torch.arange(batch), layer] == _CONV
+        is_conv = (kind[torch.arange(batch), layer] == _CONV) & ~fallback
         log_prob = lp_block + lp_pos + torch.where(is_conv, lp_kernel, torch.zeros_like(lp_kernel))
         entropy = (
             ent_block + ent_pos + torch.where(is_conv, ent_kernel, torch.zeros_like(ent_kernel))

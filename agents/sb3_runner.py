@@ -49,12 +49,18 @@ class _RecordChildren(BaseCallback):
         self.log.flush()
         return True
 
-    def _on_rollout_end(self) -> None:
-        self.model.save(self.out / "sb3_model.zip")
-        (self.out / "sb3_state.json").write_text(json.dumps({"nets": len(self.children)}))
+    def _on_rollout_start(self) -> None:
+        # The previous rollout's update has been applied by now (on_rollout_end comes before it).
+        if self.num_timesteps > 0:
+            self._save()
 
     def _on_training_end(self) -> None:
+        self._save()
         self.log.close()
+
+    def _save(self) -> None:
+        self.model.save(self.out / "sb3_model.zip")
+        (self.out / "sb3_state.json").write_text(json.dumps({"nets": len(self.children)}))
 
 
 def run_sb3(args: Any, out: Path, env_kwargs: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -221,6 +222,11 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
                 "start_train": self.start_config.to_dict(),
                 "train": self.train_config.to_dict(),
                 "num_classes": self.start_arch.num_classes,
+                # a sparse child is fine-tuned once after several transforms, a dense one after
+                # each; bf16 on CUDA and fp32 on CPU train differently
+                "reward_mode": reward_mode,
+                "noise": noise,
+                "device_type": self.device.type,
             },
             space=self.search_space,
             start_arch=self.start_arch,
@@ -354,7 +360,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         logits = self._probe_logits(arch, state)
         error = float((logits - self._logits).abs().max())
         self._logits = logits
-        if not self.noise and error > _PRESERVATION_TOL * max(1.0, float(logits.abs().max())):
+        scale = max(1.0, float(logits.abs().max()))
+        if not math.isfinite(error) or (not self.noise and error > _PRESERVATION_TOL * scale):
             logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
         return error
 

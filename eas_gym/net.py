@@ -129,7 +129,13 @@ def build_net(
     """
     if device is None and state:
         device = next(iter(state.values())).device
-    net = EASNet(arch, generator=generator)
+    if state is None and generator is None:
+        net = EASNet(arch)  # documented: the global RNG initialises it
+    else:
+        # torch's layer constructors draw from the global RNG even though `generator` or
+        # `state` decides the weights; keep the caller's global RNG stream untouched.
+        with torch.random.fork_rng(devices=[]):
+            net = EASNet(arch, generator=generator)
     if state is not None:
         net.load_state_dict(state, strict=True)
     return net.to(device) if device is not None else net

@@ -21,6 +21,8 @@ from eas_gym.train import TrainConfig, fine_tune
 
 __all__ = ["ChildScorer", "Score"]
 
+_CHILD_ONLY = ("train", "reward_mode", "noise")  # config entries that do not touch the start
+
 
 @dataclass(frozen=True)
 class Score:
@@ -104,7 +106,8 @@ class ChildScorer:
         """The start network's trained weights and accuracy, from the store or trained now."""
         self.setup()
         net_string = self.start_arch.to_string()
-        config = {**self.config, "role": "start"}
+        # Only what decides the start network: a child-only setting must not retrain it.
+        config = {k: v for k, v in self.config.items() if k not in _CHILD_ONLY} | {"role": "start"}
         key = config_key(config)
         with self.store.lock(f"start-{key}"):  # one process trains it, the others wait
             found = self.store.get(net_string, key)
@@ -144,25 +147,39 @@ class ChildScorer:
         A cache hit continues from the stored weights when they were kept, else from `state`.
         The store records the child with `parent` and the `transforms` that led from it.
         """
-        net_string = arch.to_string()
-        # The surrogate costs nothing, so it skips lookups (and keeps `info` seed-determined).
-        found = (
-            None if self.evaluator == "surrogate" else self.store.get(net_string, self.config_key)
+        if self.evaluator == "surrogate":  # free: no lookups, so `info` stays seed-determined
+            return self._evaluate(arch, state, parent=parent, transforms=transforms, seed=seed)
+        # Two processes reaching the same child: one trains it, the other gets a cache hit.
+        with self.store.lock(f"child-{self.config_key}-{arch.to_string()}"):
+            found = self.store.get(arch.to_string(), self.config_key)
+            if found is None:
+                return self._evaluate(arch, state, parent=parent, transforms=transforms, seed=seed)
+        weights = self.store.load_weights(found)
+        if weights is not None:
+            state = {k: v.to(self.device) for k, v in weights.items()}
+        return Score(
+            state,
+            found.accuracy,
+            cache_hit=True,
+            diverged=found.diverged,
+            trained=weights is not None,
         )
-        if found is not None:
-            weights = self.store.load_weights(found)
-            if weights is not None:
-                state = {k: v.to(self.device) for k, v in weights.items()}
-            return Score(
-                state,
-                found.accuracy,
-                cache_hit=True,
-                diverged=found.diverged,
-                trained=weights is not None,
-            )
+
+    def _evaluate(
+        self,
+        arch: Arch,
+        state: StateDict,
+        *,
+        parent: Arch,
+        transforms: list[dict[str, Any]],
+        seed: int,
+    ) -> Score:
+        """Train (or ask the surrogate) and record the child in the store."""
+        net_string = arch.to_string()
         net = build_net(arch, state)
         accuracy, seconds, flags = self._train(net, self.train_config, seed)
-        trained = self.evaluator == "train"
+        # A diverged child's weights are NaN: the episode goes on from its untrained weights.
+        trained = self.evaluator == "train" and not flags.get("diverged", False)
         if trained:
             state = net.state_dict()
         weights = (

@@ -185,7 +185,8 @@ def decode_action(action: np.ndarray, arch: Arch, space: SearchSpace, step_kind:
         widths = {i: space.next_width(arch.layers[i]) for i in flagged if i in legal}
         return Decoded(widths, None, None, illegal=len(widths) != len(flagged))
     layer = int(action[slots])
-    if layer not in legal_deepen(arch, space):
-        return Decoded({}, None, None, illegal=True)
+    legal = legal_deepen(arch, space)
+    if layer not in legal:  # with no legal position at all, position 0 is the mask's no-op
+        return Decoded({}, None, None, illegal=bool(legal) or layer != 0)
     kernel = space.kernels[int(action[slots + 1])]
     return Decoded({}, layer, kernel if isinstance(arch.layers[layer], Conv) else None, False)

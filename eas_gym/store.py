@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -200,8 +201,10 @@ class EvalStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection (and delete a ``":memory:"`` store's weight folder)."""
         self._conn.close()
+        if self.path == ":memory:":
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __getstate__(self) -> dict[str, str]:
         return {"path": self.path}

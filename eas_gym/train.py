@@ -94,6 +94,9 @@ class TrainConfig:
     amp: bool | None = None
 
     def __post_init__(self) -> None:
+        # Equal configs must give equal JSON (the cache key): 20 and 20.0 both become 20.0.
+        for name in ("epochs", "lr", "momentum", "weight_decay"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         if not math.isfinite(self.epochs) or self.epochs < 0:
             raise ValueError(f"Expected `epochs` >= 0, got {self.epochs}")
         if self.batch_size < 1:
@@ -332,6 +335,7 @@ def _train(
         momentum=config.momentum,
         nesterov=config.nesterov and config.momentum > 0,
         weight_decay=config.weight_decay,
+        foreach=True,  # one fused update for all tensors; the CPU default loops over them
     )
     autocast = _autocast(device, amp)
     # On CUDA reading the loss forces a sync, so the divergence check runs every few steps.

@@ -42,7 +42,8 @@ def make_vector_env(
     """
     if num_envs < 1:
         raise ValueError(f"Expected `num_envs` >= 1, actually: {num_envs}")
-    devices = worker_devices(num_envs, kwargs.pop("device", "auto"))
+    registered = gym.spec(env_id).kwargs.get("device", "auto")
+    devices = worker_devices(num_envs, kwargs.pop("device", registered))
 
     def factory(device: str) -> Callable[[], gym.Env]:
         def make() -> gym.Env:

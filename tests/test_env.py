@@ -239,6 +239,20 @@ def test_cache_hits_skip_training(tmp_path, monkeypatch):
     assert len(EvalStore(store).all(first.unwrapped.config_key)) == 3
 
 
+def test_child_settings_do_not_retrain_the_start_net(tmp_path, monkeypatch):
+    calls = []
+    real = scorer_module.fine_tune
+    monkeypatch.setattr(
+        scorer_module, "fine_tune", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    store = str(tmp_path / "store.sqlite")
+    for epochs in (1.0, 0.5):
+        env = gym.make("EAS-Synthetic-v0", store=store, schedule="W", epochs=epochs)
+        env.reset(seed=0)
+        env.close()
+    assert len(calls) == 1  # trained for the first env, served from the store for the second
+
+
 def _write_rows(path, worker, count):
     store = EvalStore(path)
     for i in range(count):

@@ -49,3 +49,13 @@ def test_load_rejects_other_arch():
 def test_type_error():
     with pytest.raises(TypeError, match="`arch`"):
         build_net("C4-3 GAP")
+
+
+def test_build_with_weights_leaves_the_global_rng_alone():
+    state = build_net(SMALL_START).state_dict()
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    build_net(SMALL_START, state)
+    build_net(SMALL_START, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.rand(3), expected)

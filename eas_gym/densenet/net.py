@@ -153,7 +153,13 @@ def build_dense_net(
     """
     if device is None and state:
         device = next(iter(state.values())).device
-    net = DenseNet(arch, generator=generator)
+    if state is None and generator is None:
+        net = DenseNet(arch)  # documented: the global RNG initialises it
+    else:
+        # torch's layer constructors draw from the global RNG even though `generator` or
+        # `state` decides the weights; keep the caller's global RNG stream untouched.
+        with torch.random.fork_rng(devices=[]):
+            net = DenseNet(arch, generator=generator)
     if state is not None:
         net.load_state_dict(state, strict=True)
     return net.to(device) if device is not None else net
