@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,7 @@ def test_config_is_hashable_and_json_round_trips():
         text = json.dumps(config.to_dict(), sort_keys=True)
         assert TrainConfig.from_dict(json.loads(text)) == config
         assert hash(config) == hash(TrainConfig.from_dict(config.to_dict()))
+    assert json.dumps(TrainConfig(epochs=20).to_dict()) == json.dumps(TrainConfig().to_dict())
     assert (SEARCH_CONFIG.epochs, SEARCH_CONFIG.lr, SEARCH_CONFIG.batch_size) == (20, 0.02, 64)
     assert SEARCH_CONFIG.nesterov and SEARCH_CONFIG.momentum == 0.9
     assert SEARCH_CONFIG.weight_decay == 1e-4 and SEARCH_CONFIG.schedule == "cosine"
@@ -184,3 +187,21 @@ def test_small_start_learns_real_cifar10():
     data = load_dataset("cifar10", data_dir=REAL_DATA, train_size=5000, val_size=1000)
     result = run(make(SMALL_START), data, epochs=4, lr=0.1)
     assert result.ok and result.eval_accuracy > 0.25, result  # 0.315-0.32 over seeds 0-2
+
+
+# ---- benchmark smoke run (cleanrl-style subprocess) ----------------------------------------
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_smoke(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "trainer_throughput.py"
+    out = tmp_path / "plot.png"
+    args = "--device cpu --synthetic --train-size 256 --nets small --batches 2 --warmup 1"
+    args += f" --repeats 1 --workers 0 --out {out}"
+    done = subprocess.run(
+        [sys.executable, str(script), *args.split()], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["data"] == "synthetic" and report["nets"]["small"]["trainer"] > 0
+    assert out.stat().st_size > 0
