@@ -295,16 +295,22 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[ObsType, dict[str, Any]]:
-        """Start from the trained start network (trained once per configuration, then cached)."""
+        """Start from the trained start network (trained once per configuration, then cached).
+
+        ``options={"net": NET_STRING}`` starts instead from a network evaluated earlier under
+        this configuration with ``keep_weights=True`` (the paper's next search stage).
+        """
         super().reset(seed=seed)
         if self._start is None:
             self._start = self.scorer.start()
         self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**63)))
         self._arch = self.start_arch
         self._state, self._accuracy = self._start
+        if options and options.get("net") is not None:
+            self._arch, self._state, self._accuracy = self._stored(options["net"])
         self._logits = self._probe_logits(self._arch, self._state)
         self._t = 0
-        self._scored_parent, self._pending = self.start_arch, []
+        self._scored_parent, self._pending = self._arch, []
         return self._obs(), {**self._info(), "cache_hit": True, "preservation_error": 0.0}
 
     def render(self) -> str | None:
@@ -350,6 +356,19 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             )
             return arch, state, [{"op": "deeper", "layer": decoded.layer, "kernel": decoded.kernel}]
         return arch, state, []
+
+    def _stored(self, net: str) -> tuple[Arch, StateDict, float]:
+        """A network from the store, with its weights, to start an episode from."""
+        arch = Arch.from_string(net, num_classes=self.start_arch.num_classes)
+        check_arch_in_space(arch, self.search_space)
+        found = self.scorer.store.get(arch.to_string(), self.config_key)
+        weights = None if found is None else self.scorer.store.load_weights(found)
+        if weights is None:
+            raise ValueError(
+                f"`options['net']` {net!r} has no stored weights under this configuration; "
+                "evaluate it first with `keep_weights=True`"
+            )
+        return arch, {k: v.to(self.device) for k, v in weights.items()}, found.accuracy
 
     def _probe_logits(self, arch: Arch, state: StateDict) -> torch.Tensor:
         with torch.no_grad():

@@ -317,3 +317,17 @@ def test_cpu_preset_on_real_cifar10(tmp_path):
     traj = rollout(env, 0)
     assert env.unwrapped._start[1] > 0.2  # the start net learned something real (chance: 0.1)
     assert traj[-1][2] and 0.15 < traj[-1][5] <= 1.0
+
+
+def test_reset_from_a_stored_network(tmp_path):
+    store = str(tmp_path / "store.sqlite")
+    env = gym.make("EAS-Synthetic-v0", store=store, schedule="W", keep_weights=True)
+    env.reset(seed=0)
+    action = np.zeros(L + 2, dtype=np.int64)
+    action[0] = 1
+    _, _, _, _, info = env.step(action)
+    obs, again = env.reset(seed=1, options={"net": info["net"]})
+    assert again["net"] == info["net"] and again["accuracy"] == info["accuracy"]
+    assert obs["width"][0] == 1  # the widened first layer
+    with pytest.raises(ValueError, match="no stored weights"):
+        env.reset(options={"net": "C8-3 MP C8-3 MP C4-3 MP C4-3 GAP FC8"})
