@@ -1,0 +1,72 @@
+"""Subprocess smoke runs of the paper-claim benchmarks with tiny budgets (cleanrl style)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def run_benchmark(name: str, *args: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), "--threads", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=BENCHMARKS.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, done.stdout  # one JSON line, nothing else on stdout
+    return json.loads(lines[0])
+
+
+def test_rl_vs_random_smoke(tmp_path):
+    png = tmp_path / "rl_vs_random.png"
+    report = run_benchmark(
+        "rl_vs_random.py",
+        *("--env", "EAS-Surrogate-v0", "--agents", "reinforce,random", "--seeds", "2"),
+        *("--nets", "4", "--batch", "2", "--out-dir", str(tmp_path / "runs"), "--out", str(png)),
+    )
+    assert set(report["agents"]) == {"reinforce", "random"}
+    for row in report["agents"].values():
+        assert 0 < row["last_third_mean"]["mean"] <= row["best"]["mean"] <= 1
+    assert report["nets"] == 4 and "reinforce_minus_random" in report
+    assert (tmp_path / "runs" / report["best"]["agent"] / "seed-0" / "children.jsonl").exists()
+    assert png.stat().st_size > 0
+
+
+def test_reuse_vs_scratch_smoke(tmp_path):
+    png = tmp_path / "reuse.png"
+    report = run_benchmark(
+        "reuse_vs_scratch.py",
+        *("--env", "EAS-Synthetic-v0", "--store", str(tmp_path / "store.sqlite")),
+        *("--children", "1", "--max-factor", "2", "--out", str(png)),
+    )
+    assert report["children"] == 1 and report["source"] == "random actions"
+    child = report["per_child"][0]
+    assert child["preservation_error"] < 0.1  # replayed transforms kept the start net's function
+    assert (
+        set(child["scratch"]) <= {"1", "2"}
+        and child["scratch_same_budget"] == child["scratch"]["1"]
+    )
+    assert png.stat().st_size > 0
+
+
+def test_search_cost_smoke(tmp_path):
+    png = tmp_path / "cost.png"
+    report = run_benchmark(
+        "search_cost.py",
+        *("--env", "EAS-Surrogate-v0", "--nets", "2", "--batch", "2", "--out", str(png)),
+    )
+    parts = report["seconds_per_net_by_part"]
+    assert report["nets"] == 2 and parts["train_eval"] == 0.0  # the surrogate does not train
+    assert parts["transform"] > 0 and parts["preservation_check"] > 0 and parts["agent"] > 0
+    assert abs(sum(parts.values()) - report["seconds_per_net"]) < 1e-2
+    assert png.stat().st_size > 0
