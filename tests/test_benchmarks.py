@@ -70,3 +70,30 @@ def test_search_cost_smoke(tmp_path):
     assert parts["transform"] > 0 and parts["preservation_check"] > 0 and parts["agent"] > 0
     assert abs(sum(parts.values()) - report["seconds_per_net"]) < 1e-2
     assert png.stat().st_size > 0
+
+
+def test_morph_speed_smoke(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for space in ("plain", "densenet"):
+        png = tmp_path / f"{space}.png"
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(BENCHMARKS / "morph_speed.py"),
+                "--space",
+                space,
+                "--repeats",
+                "1",
+                "--batch-size",
+                "4",
+                "--out",
+                str(png),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout.strip())
+        assert report["space"] == space and report["seconds"]["train_step"] > 0 and png.exists()
