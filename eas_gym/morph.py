@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from eas_gym.arch import FC, Arch, Conv, Pool, SearchSpace
 from eas_gym.net import StateDict, build_net, layer_key
+from eas_gym.net2net import check_noise, relative_noise, replication_map
 
 __all__ = [
     "WIDER_NOISE",
@@ -71,35 +72,6 @@ def _weight_key(arch: Arch, layer: int | None) -> str:
     return f"{layer_key(layer)}{kind}.weight"
 
 
-def _replication(
-    old: int, new: int, generator: torch.Generator | None, device: torch.device
-) -> Tensor:
-    """Net2Net's mapping g: unit j of the wider layer copies unit g[j] of the old one.
-
-    The first `old` entries are the identity; the rest are sampled uniformly with replacement
-    from `generator`, or taken round-robin when it is None.
-    """
-    if generator is None:
-        extra = torch.arange(new - old) % old
-    else:
-        extra = torch.randint(old, (new - old,), generator=generator)
-    return torch.cat([torch.arange(old), extra]).to(device)
-
-
-def _noise_like(
-    weight: Tensor, scale: float, generator: torch.Generator | None, std_of: Tensor
-) -> Tensor:
-    noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
-    return (noise * scale * std_of.float().std()).to(device=weight.device, dtype=weight.dtype)
-
-
-def _check_noise(noise: float, generator: torch.Generator | None) -> None:
-    if not noise >= 0:
-        raise ValueError(f"Expected `noise` >= 0, got {noise}")
-    if noise > 0 and generator is None:
-        raise ValueError("`noise` > 0 needs an explicit `generator` (no hidden default seed)")
-
-
 # ---- Net2Wider -------------------------------------------------------------------------------
 
 
@@ -141,7 +113,7 @@ def net2wider(
             the space's list.
     """
     target = _check_layer(arch, layer)
-    _check_noise(noise, generator)
+    check_noise(noise, generator)
     old = arch.width(layer)
     if isinstance(new_width, bool) or not isinstance(new_width, int):
         raise TypeError(f"Expected `new_width` to be an int, got {type(new_width).__name__}")
@@ -154,12 +126,12 @@ def net2wider(
 
     prefix = layer_key(layer)
     weight = _get(state, _weight_key(arch, layer))
-    g = _replication(old, new_width, generator, weight.device)
+    g = replication_map(old, new_width, generator, weight.device)
     counts = torch.bincount(g, minlength=old).to(weight.dtype)
 
     new_weight = weight[g].clone()  # conv (C', Cin, k, k) or FC (U', In)
     if noise > 0:
-        new_weight[old:] += _noise_like(new_weight[old:], noise, generator, weight)
+        new_weight[old:] += relative_noise(new_weight[old:], noise, generator, weight)
     new_state = dict(state)
     new_state[_weight_key(arch, layer)] = new_weight
     for name in _BN_COPIED:
@@ -240,7 +212,7 @@ def net2deeper(
             the space's limits would be exceeded.
     """
     target = _check_layer(arch, layer)
-    _check_noise(noise, generator)
+    check_noise(noise, generator)
     if isinstance(target, Conv):
         kernel = 3 if kernel is None else kernel
         if kernel < 1 or kernel % 2 == 0:
@@ -269,7 +241,7 @@ def net2deeper(
         weight = torch.eye(width, device=ref.device, dtype=ref.dtype)
         kind = "fc"
     if noise > 0:
-        weight = weight + _noise_like(weight, noise, generator, weight)
+        weight = weight + relative_noise(weight, noise, generator, weight)
 
     eps = nn.BatchNorm2d(1).eps
     prefix = layer_key(layer + 1)

@@ -30,8 +30,8 @@ from torch import Tensor
 
 from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
 from eas_gym.densenet.net import transition_key, unit_key
-from eas_gym.morph import _check_noise, _noise_like, _replication
 from eas_gym.net import StateDict
+from eas_gym.net2net import check_noise, relative_noise, replication_map
 
 __all__ = ["dense_wider", "dense_widen_units", "dense_deeper"]
 
@@ -123,17 +123,17 @@ def _widen_rows(
 ) -> tuple[Tensor, Tensor]:
     """Net2Wider on output rows: ``(weight[g], g)``, noise on the copies only."""
     old = weight.shape[0]
-    g = _replication(old, new, generator, _CPU)
+    g = replication_map(old, new, generator, _CPU)
     rows = weight[g.to(weight.device)].clone()
     if noise > 0:
-        rows[old:] += _noise_like(rows[old:], noise, generator, weight)
+        rows[old:] += relative_noise(rows[old:], noise, generator, weight)
     return rows, g
 
 
 def _add_noise(weight: Tensor, noise: float, generator: torch.Generator | None) -> Tensor:
     if noise <= 0:
         return weight
-    return weight + _noise_like(weight, noise, generator, weight)
+    return weight + relative_noise(weight, noise, generator, weight)
 
 
 # ---- the shared rewrite ----------------------------------------------------------------------
@@ -277,7 +277,7 @@ def dense_wider(
             f"{len(arch.blocks[block])} units"
         )
     _check_int(new_growth, "new_growth")
-    _check_noise(noise, generator)
+    check_noise(noise, generator)
     old = arch.blocks[block][unit]
     if new_growth <= old:
         raise ValueError(
@@ -404,7 +404,7 @@ def dense_deeper(
             f"`source` {source} must be an existing unit at or before `position` {position}: "
             f"0..{min(position, num - 1)}"
         )
-    _check_noise(noise, generator)
+    check_noise(noise, generator)
     if space is not None:
         if num + 1 > space.max_units_per_block:
             raise ValueError(
