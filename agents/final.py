@@ -11,17 +11,16 @@ import gymnasium as gym
 import torch
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from eas_gym.arch import Arch
 from eas_gym.data import load_dataset
 from eas_gym.env import NUM_CLASSES
 from eas_gym.export import load_arch, save_model
-from eas_gym.net import build_net
+from eas_gym.family import AnyArch, build_model, parse_net
 from eas_gym.train import TrainConfig, fine_tune
 
 __all__ = ["final_train", "resolve_target"]
 
 
-def resolve_target(target: str) -> tuple[Arch | None, Path | None, dict[str, Any]]:
+def resolve_target(target: str) -> tuple[AnyArch | None, Path | None, dict[str, Any]]:
     """(architecture or None, weights folder, the run's env arguments) of a CLI target.
 
     `target` is a run folder (its ``best/``), a folder saved by ``save_model``, or a net string
@@ -52,11 +51,13 @@ def final_train(
     data_dir: str | None = None,
     out: str | None = None,
     seed: int = 0,
+    augment: bool | None = None,
 ) -> dict[str, Any]:
     """Train a found network on every training image (train + validation) and test it.
 
     Paper defaults: 300 epochs, lr 0.1 cosine, batch 64. A run's network starts from its
-    inherited weights unless `scratch`; dataset and image size default to the run's.
+    inherited weights unless `scratch`; dataset, image size and augmentation default to the
+    run's (augmentation on for a net string).
 
     Returns:
         A record with the net string, parameters, test accuracy, epochs and seconds.
@@ -69,7 +70,7 @@ def final_train(
     if num_classes is None:
         raise ValueError(f"`dataset` must be one of {tuple(NUM_CLASSES)}, got {dataset!r}")
     if arch is None:
-        arch = Arch.from_string(target, num_classes=num_classes)
+        arch = parse_net(target, num_classes=num_classes)
     state = None
     weights = folder / "weights.pt" if folder is not None else None
     if not scratch and weights is not None and weights.exists():
@@ -81,8 +82,12 @@ def final_train(
         image_size=image_size,
         val_size=run_env.get("val_size"),
     )
-    net = build_net(arch, state, generator=torch.Generator().manual_seed(seed))
-    config = TrainConfig(epochs=epochs, lr=lr, train_split="train+val", eval_split="test")
+    net = build_model(arch, state, generator=torch.Generator().manual_seed(seed))
+    if augment is None:
+        augment = run_env.get("augment", True)
+    config = TrainConfig(
+        epochs=epochs, lr=lr, augment=augment, train_split="train+val", eval_split="test"
+    )
     start = time.perf_counter()
     result = fine_tune(
         net, data, config, generator=torch.Generator().manual_seed(seed), device=device
@@ -94,6 +99,7 @@ def final_train(
         "image_size": data.image_shape[-1],
         "train_images": len(data.train) + len(data.val),
         "epochs": epochs,
+        "augment": augment,
         "inherited_weights": state is not None,
         "test_accuracy": result.eval_accuracy,
         "diverged": result.diverged,

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent
-from eas_gym.arch import Arch
 from eas_gym.export import save_model
+from eas_gym.family import parse_net
 from eas_gym.store import EvalStore
 from eas_gym.vector import make_vector_env
 
@@ -47,7 +47,7 @@ AGENTS = {
 """Built-in protocol agents; SB3 algorithms (``ppo``, ``a2c``, ``maskable-ppo``) run apart."""
 
 _SB3 = ("ppo", "a2c", "maskable-ppo")
-_RESUMABLE_FIELDS_IGNORED = ("nets", "progress", "executor", "ray_address")
+_RESUMABLE_FIELDS_IGNORED = ("nets", "progress", "executor", "ray_address", "store_service")
 _EXECUTORS = ("local", "ray")
 
 
@@ -81,6 +81,8 @@ class SearchArgs:
     """local (a gymnasium vector env here) or ray (one Ray actor per environment)."""
     ray_address: str | None = None
     """Ray cluster address for ``executor="ray"``; None: the running one, else a local one."""
+    store_service: bool | None = None
+    """``executor="ray"``: serve the store from one actor; None: on multi-node clusters."""
 
 
 def load_agent_class(spec: str) -> type:
@@ -141,6 +143,8 @@ def _check_executor(args: SearchArgs) -> None:
     if args.executor != "ray":
         if args.ray_address is not None:
             raise ValueError("`ray_address` needs `executor='ray'` (--executor ray)")
+        if args.store_service:
+            raise ValueError("`store_service` needs `executor='ray'` (--executor ray)")
         return
     if args.agent in _SB3:
         raise ValueError(
@@ -164,6 +168,7 @@ def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any]):
             args.env_id,
             args.batch,
             address=args.ray_address,
+            store_service=args.store_service,
             failure_log=out / "ray_failures.jsonl",
             **env_kwargs,
         )
@@ -283,7 +288,7 @@ def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> 
     import gymnasium as gym
 
     env = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path})
-    arch = Arch.from_string(best["net"], num_classes=env.unwrapped.start_arch.num_classes)
+    arch = parse_net(best["net"], num_classes=env.unwrapped.start_arch.num_classes)
     store = EvalStore(store_path)
     found = store.get(best["net"], env.unwrapped.config_key)
     state = None if found is None else store.load_weights(found)

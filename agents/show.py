@@ -66,8 +66,13 @@ def describe_run(run: str, top: int = 5) -> str:
 def _ops(transforms: list[dict]) -> str:
     parts = []
     for t in transforms:
-        if t["op"] == "wider":
+        if t["op"] == "wider" and "units" in t:  # DenseNet: growth rates of (block, unit)
+            units = ",".join(f"b{u['block']}u{u['unit']}->{u['growth']}" for u in t["units"])
+            parts.append(f"wider {units}")
+        elif t["op"] == "wider":
             parts.append("wider " + ",".join(f"{k}->{v}" for k, v in t["widths"].items()))
+        elif "block" in t:
+            parts.append(f"deeper block {t['block']} at {t['position']}")
         else:
             kernel = f" k{t['kernel']}" if t.get("kernel") else ""
             parts.append(f"deeper after {t['layer']}{kernel}")

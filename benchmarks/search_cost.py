@@ -7,7 +7,7 @@ Runs a search as :mod:`agents.runner` does (a synchronous vector env of `batch` 
 one agent update per batch) on a fresh evaluation store, so every child is trained. Without
 touching library code it times:
 
-* transform: ``widen_layers`` / ``net2deeper`` as the env calls them (wrapped in this script);
+* transform: the family's ``apply`` (Net2Wider / Net2Deeper; wrapped in this script);
 * preservation check: ``EASEnv._verify`` (building the child and comparing probe logits);
 * training + evaluation: the env's ``info["train_seconds"]``;
 * agent: ``act``, ``observe`` and ``update``;
@@ -40,6 +40,7 @@ import torch
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 import eas_gym.env as env_module
 from agents.runner import load_agent_class
+from eas_gym.family import DenseFamily, PlainFamily
 from eas_gym.store import EvalStore
 from eas_gym.vector import make_vector_env
 
@@ -62,9 +63,9 @@ def timed(fn: Callable[..., Any], part: str) -> Callable[..., Any]:
 
 
 def instrument() -> None:
-    """Wrap the env's transforms and preservation check (the env module's own references)."""
-    env_module.widen_layers = timed(env_module.widen_layers, "transform")
-    env_module.net2deeper = timed(env_module.net2deeper, "transform")
+    """Wrap the families' transforms and the env's preservation check."""
+    for family in (PlainFamily, DenseFamily):
+        family.apply = timed(family.apply, "transform")
     env_module.EASEnv._verify = timed(env_module.EASEnv._verify, "preservation_check")
 
 

@@ -97,6 +97,24 @@ register(
     nondeterministic=True,
 )
 register(id="EAS-CIFAR10-CPU-v0", entry_point="eas_gym.env:EASEnv", kwargs=_CPU_PRESET)
+_DENSE = {"dataset": "cifar10", "space": "dense-paper", "reward_mode": "sparse"}
+register(
+    id="EAS-DenseNet-CIFAR10-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs=_DENSE,
+    nondeterministic=True,
+)
+register(
+    id="EAS-DenseNet-CIFAR10-NoAug-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={**_DENSE, "augment": False},
+    nondeterministic=True,
+)
+register(
+    id="EAS-DenseNet-CIFAR10-CPU-v0",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={**_CPU_PRESET, "space": "dense-small", "start_net": None},
+)
 register(
     id="EAS-Synthetic-v0",
     entry_point="eas_gym.env:EASEnv",

@@ -65,6 +65,7 @@ def _search(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             executor=args.executor,
             ray_address=args.ray_address,
+            store_service=args.store_service,
         )
     )
     best = max(children, key=lambda c: c["accuracy"])
@@ -106,6 +107,7 @@ def _train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         out=args.out,
         seed=args.seed,
+        augment=args.augment,
     )
     print(json.dumps(result))
     return 0
@@ -183,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--ray-address", default=None, help="Ray cluster to join (default: running, else local)"
     )
+    search.add_argument(
+        "--store-service",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ray: serve the store from one actor (default: on clusters of several machines)",
+    )
     _common(search)
     search.set_defaults(func=_search)
 
@@ -201,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=float, default=300.0)
     train.add_argument("--lr", type=float, default=0.1)
     train.add_argument("--scratch", action="store_true", help="re-initialise the weights")
+    train.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="crop and flip while training (default: as the run; on for a net string)",
+    )
     train.add_argument("--dataset", default=None, help="default: the run's dataset or cifar10")
     train.add_argument("--image-size", type=int, default=None)
     train.add_argument("--train-size", type=int, default=None)

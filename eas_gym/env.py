@@ -10,33 +10,16 @@ import numpy as np
 import torch
 from gymnasium import logger
 
-from eas_gym.arch import PAPER_SPACE, PAPER_START, SMALL_SPACE, SMALL_START, Arch, SearchSpace
 from eas_gym.data import DATASETS, resolve_device
-from eas_gym.morph import DEEPER_NOISE, WIDER_NOISE, net2deeper, widen_layers
-from eas_gym.net import StateDict, build_net
+from eas_gym.family import FAMILIES, AnyArch
+from eas_gym.net import StateDict
 from eas_gym.reward import COSTS, REWARDS, reward
 from eas_gym.scorer import ChildScorer
-from eas_gym.spaces import (
-    WIDER,
-    Decoded,
-    action_mask,
-    action_space,
-    check_arch_in_space,
-    decode_action,
-    encode_observation,
-    observation_space,
-    parse_schedule,
-)
+from eas_gym.spaces import WIDER, parse_schedule
 from eas_gym.store import default_store_path
 from eas_gym.train import TrainConfig
 
-__all__ = ["EASEnv", "SPACES", "NUM_CLASSES"]
-
-SPACES: dict[str, tuple[SearchSpace, Arch]] = {
-    "paper": (PAPER_SPACE, PAPER_START),
-    "small": (SMALL_SPACE, SMALL_START),
-}
-"""Named search spaces and their start networks."""
+__all__ = ["EASEnv", "NUM_CLASSES"]
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
 _REWARD_MODES = ("dense", "sparse")
@@ -58,6 +41,11 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     schedule decides which kind each step is (the paper: 4 wider then 5 deeper steps). Every
     transform is verified on a fixed probe batch: the largest logit change is reported.
 
+    The ``dense-*`` spaces search DenseNet-BC instead (the paper's second setting): a wider step
+    raises the growth rate of any subset of units, a deeper step inserts a copy of a unit right
+    after it. They use the same action and observation layout with one slot per unit and per
+    transition (see :mod:`eas_gym.densenet.spaces`), so agents need no change.
+
     ## Action Space
 
     ``MultiDiscrete([2] * L + [L, K])`` with ``L = space.max_layers`` and ``K`` kernels:
@@ -67,6 +55,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | 0 .. L-1 | 1: widen layer i to its next width | wider steps |
     | L | insert a layer after layer i | deeper steps |
     | L+1 | kernel index of an inserted conv (ignored after an FC) | deeper steps |
+
+    DenseNet: ``L = max_units + blocks - 1`` slots (units and transitions), flags widen units
+    to their next growth rate, entry L duplicates the unit in slot i, and ``K = 1``.
 
     An action outside the space raises ``ValueError``. An action inside the space that cannot
     be applied is not an error: flags on pools, padding or maximal layers are ignored (the
@@ -80,8 +71,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     | key | meaning | min | max |
     |---|---|---|---|
-    | kind | per layer slot: 0 padding, 1 conv, 2 pool, 3 FC | 0 | 3 |
-    | width | per slot: index in the kind's width list | 0 | W-1 |
+    | kind | per slot: 0 padding, 1 conv, 2 pool, 3 FC (DenseNet: 1 unit, 2 transition) | 0 | 3 |
+    | width | per slot: index in the kind's width list (DenseNet: growth rates) | 0 | W-1 |
     | kernel | per slot: index in ``space.kernels`` (0 if not conv) | 0 | K-1 |
     | num_layers | layers in the network (pools included) | 1 | L |
     | step_kind | the next step: 0 wider, 1 deeper | 0 | 1 |
@@ -135,7 +126,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | download | bool | False | let torchvision download missing files |
     | train_size, val_size | int or None | None | class-balanced subsets (paper: 45k / 5k) |
     | image_size | int or None | None | downsample images (a CPU departure from the paper) |
-    | space | str | "paper" | "paper" or "small" (widths, kernels, limits) |
+    | space | str | "paper" | "paper", "small" (plain CNN), "dense-paper", "dense-small" |
     | start_net | str or None | None | start net string; default: the space's start net |
     | schedule | str | "WWWWDDDDD" | step kinds: W wider, D deeper |
     | reward_mode | str | "dense" | "dense" or "sparse" (see Rewards) |
@@ -145,6 +136,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | epochs, lr, batch_size | float, float, int | 20, 0.02, 64 | each child's fine-tune |
     | start_epochs, start_lr | float, float | 60, 0.1 | the start net's training |
     | noise | bool | True | the paper's symmetry-breaking noise on new units |
+    | augment | bool | True | pad-4 crop and flip while training (the paper's "+" sets) |
     | probe_size | int | 64 | training images in the preservation-check batch |
     | device | str | "auto" | CUDA when available, else CPU |
     | store | str or None | None | SQLite path, ":memory:", or None: ``default_store_path()`` |
@@ -180,6 +172,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         start_epochs: float = 60.0,
         start_lr: float = 0.1,
         noise: bool = True,
+        augment: bool = True,
         probe_size: int = 64,
         device: str = "auto",
         store: str | None = None,
@@ -188,7 +181,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     ) -> None:
         for label, value, allowed in (
             ("dataset", dataset, DATASETS),
-            ("space", space, tuple(SPACES)),
+            ("space", space, tuple(FAMILIES)),
             ("reward_mode", reward_mode, _REWARD_MODES),
             ("reward_shape", reward_shape, REWARDS),
             ("cost", cost, COSTS),
@@ -201,13 +194,18 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             raise ValueError(f"Expected `probe_size` >= 1, actually: {probe_size}")
         if cost_weight < 0:
             raise ValueError(f"Expected `cost_weight` >= 0, actually: {cost_weight}")
-        self.search_space, default_start = SPACES[space]
-        start = default_start.to_string() if start_net is None else start_net
-        self.start_arch = Arch.from_string(start, num_classes=NUM_CLASSES[dataset])
-        check_arch_in_space(self.start_arch, self.search_space)
+        self.family = FAMILIES[space]
+        self.search_space = self.family.space
+        start = self.family.start.to_string() if start_net is None else start_net
+        self.start_arch = self.family.parse(start, NUM_CLASSES[dataset])
+        self.family.check(self.start_arch)
         self.schedule = parse_schedule(schedule)
-        self.train_config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
-        self.start_config = TrainConfig(epochs=start_epochs, lr=start_lr, batch_size=batch_size)
+        self.train_config = TrainConfig(
+            epochs=epochs, lr=lr, batch_size=batch_size, augment=augment
+        )
+        self.start_config = TrainConfig(
+            epochs=start_epochs, lr=start_lr, batch_size=batch_size, augment=augment
+        )
         self.reward_mode, self.reward_shape = reward_mode, reward_shape
         self.cost, self.cost_weight = cost, cost_weight
         self.noise = noise
@@ -228,7 +226,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
                 "noise": noise,
                 "device_type": self.device.type,
             },
-            space=self.search_space,
+            family=self.family,
             start_arch=self.start_arch,
             train_config=self.train_config,
             start_config=self.start_config,
@@ -241,19 +239,19 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         )
         self.render_mode = render_mode
 
-        self.observation_space = observation_space(self.search_space, len(self.schedule))
-        self.action_space = action_space(self.search_space)
+        self.observation_space = self.family.observation_space(self.start_arch, len(self.schedule))
+        self.action_space = self.family.action_space(self.start_arch)
 
         self.config_key = self.scorer.config_key
         self._start: tuple[StateDict, float] | None = None
-        self._arch: Arch | None = None
+        self._arch: AnyArch | None = None
         self._state: StateDict | None = None
         self._logits: torch.Tensor | None = None
         self._accuracy: float | None = None
         self._t: int | None = None
         self._generator: torch.Generator | None = None
         # Lineage: the last scored network and the transforms applied since (store records).
-        self._scored_parent: Arch | None = None
+        self._scored_parent: AnyArch | None = None
         self._pending: list[dict[str, Any]] = []
 
     def step(self, action: np.ndarray) -> tuple[ObsType, float, bool, bool, dict[str, Any]]:
@@ -264,9 +262,16 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         if self._t is None or self._t >= len(self.schedule):
             raise RuntimeError("Call `reset()` before `step()` (and after an episode ends)")
         kind = self.schedule[self._t]
-        decoded = decode_action(action, self._arch, self.search_space, kind)
+        decoded = self.family.decode(action, self._arch, kind)
         parent = self._arch
-        arch, state, transforms = self._transform(decoded)
+        arch, state, transforms = self.family.apply(
+            decoded,
+            self._arch,
+            self._state,
+            noise=self.noise,
+            generator=self._generator,
+            probe=self.scorer.probe,
+        )
         self._pending += transforms
         error = 0.0
         if arch != parent:
@@ -331,36 +336,17 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _transform(self, decoded: Decoded) -> tuple[Arch, StateDict, list[dict[str, Any]]]:
-        arch, state = self._arch, self._state
-        if decoded.widths:
-            arch, state = widen_layers(
-                arch,
-                state,
-                decoded.widths,
-                space=self.search_space,
-                noise=WIDER_NOISE if self.noise else 0.0,
-                generator=self._generator,
-            )
-            return arch, state, [{"op": "wider", "widths": decoded.widths}]
-        if decoded.layer is not None:
-            arch, state = net2deeper(
-                arch,
-                state,
-                decoded.layer,
-                decoded.kernel,
-                batch=self.scorer.probe,
-                space=self.search_space,
-                noise=DEEPER_NOISE if self.noise else 0.0,
-                generator=self._generator,
-            )
-            return arch, state, [{"op": "deeper", "layer": decoded.layer, "kernel": decoded.kernel}]
-        return arch, state, []
-
-    def _stored(self, net: str) -> tuple[Arch, StateDict, float]:
+    def _stored(self, net: str) -> tuple[AnyArch, StateDict, float]:
         """A network from the store, with its weights, to start an episode from."""
-        arch = Arch.from_string(net, num_classes=self.start_arch.num_classes)
-        check_arch_in_space(arch, self.search_space)
+        if not isinstance(net, str):
+            raise ValueError(f"`options['net']` must be a net string, got {net!r}")
+        arch = self.family.parse(net, self.start_arch.num_classes)
+        self.family.check(arch)
+        if not self.observation_space.contains(self.family.encode(arch, WIDER, 0)):
+            raise ValueError(  # e.g. a DenseNet with another number of blocks
+                f"`options['net']` {net!r} does not fit this search's observation space "
+                f"(start net {self.start_arch})"
+            )
         found = self.scorer.store.get(arch.to_string(), self.config_key)
         weights = None if found is None else self.scorer.store.load_weights(found)
         if weights is None:
@@ -370,11 +356,11 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             )
         return arch, {k: v.to(self.device) for k, v in weights.items()}, found.accuracy
 
-    def _probe_logits(self, arch: Arch, state: StateDict) -> torch.Tensor:
+    def _probe_logits(self, arch: AnyArch, state: StateDict) -> torch.Tensor:
         with torch.no_grad():
-            return build_net(arch, state).eval()(self.scorer.probe)
+            return self.family.build(arch, state).eval()(self.scorer.probe)
 
-    def _verify(self, arch: Arch, state: StateDict) -> float:
+    def _verify(self, arch: AnyArch, state: StateDict) -> float:
         """Max logit change on the probe batch; warns when exactness was expected."""
         logits = self._probe_logits(arch, state)
         error = float((logits - self._logits).abs().max())
@@ -384,7 +370,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
         return error
 
-    def _score(self, arch: Arch, state: StateDict, seed: int) -> tuple[StateDict, dict[str, Any]]:
+    def _score(
+        self, arch: AnyArch, state: StateDict, seed: int
+    ) -> tuple[StateDict, dict[str, Any]]:
         """Score the child; the store records its last scored ancestor and the transforms since.
 
         In sparse mode that ancestor is the episode's start network.
@@ -404,7 +392,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         }
         return score.state, info
 
-    def _reward(self, arch: Arch, accuracy: float | None) -> float:
+    def _reward(self, arch: AnyArch, accuracy: float | None) -> float:
         if accuracy is None:
             return 0.0
         cost = reference = None
@@ -426,12 +414,12 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     def _mask(self) -> tuple[np.ndarray, ...]:
         kind = self.schedule[min(self._t, len(self.schedule) - 1)]
-        return action_mask(self._arch, self.search_space, kind)
+        return self.family.mask(self._arch, kind)
 
     def _obs(self) -> ObsType:
         done = self._t >= len(self.schedule)
         kind = WIDER if done else self.schedule[self._t]
-        return encode_observation(self._arch, self.search_space, kind, len(self.schedule) - self._t)
+        return self.family.encode(self._arch, kind, len(self.schedule) - self._t)
 
     def _info(self) -> dict[str, Any]:
         return {

@@ -8,16 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from eas_gym.arch import Arch
-from eas_gym.net import EASNet, StateDict, build_net
+from eas_gym.family import AnyArch, build_model, parse_net
+from eas_gym.net import StateDict
 
 __all__ = ["save_model", "load_model", "load_arch"]
 
 
 def save_model(
     path: str | os.PathLike[str],
-    arch: Arch,
+    arch: AnyArch,
     state: StateDict | None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
@@ -37,19 +38,19 @@ def save_model(
     return folder
 
 
-def load_arch(path: str | os.PathLike[str]) -> Arch:
+def load_arch(path: str | os.PathLike[str]) -> AnyArch:
     """The architecture saved by :func:`save_model` (a folder or its ``arch.json``)."""
     file = Path(path)
     file = file / "arch.json" if file.is_dir() else file
     if not file.exists():
         raise FileNotFoundError(f"no arch.json at {path}; expected a folder from `save_model`")
     record = json.loads(file.read_text())
-    return Arch.from_string(
+    return parse_net(
         record["net"], num_classes=record["num_classes"], in_channels=record["in_channels"]
     )
 
 
-def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> EASNet:
+def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
     """The network saved by :func:`save_model`, in eval mode, with its weights if saved.
 
     >>> net = load_model("runs/search/best")  # doctest: +SKIP
@@ -57,4 +58,4 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     arch = load_arch(path)
     weights = Path(path) / "weights.pt"
     state = torch.load(weights, map_location="cpu", weights_only=True) if weights.exists() else None
-    return build_net(arch, state).to(device).eval()
+    return build_model(arch, state).to(device).eval()

@@ -12,11 +12,10 @@ from typing import Any
 import torch
 from gymnasium import logger
 
-from eas_gym.arch import Arch, SearchSpace
 from eas_gym.data import DataBundle, iterate_batches, load_dataset
-from eas_gym.net import StateDict, build_net
-from eas_gym.store import EvalStore, Evaluation, config_key
-from eas_gym.surrogate import surrogate_accuracy
+from eas_gym.family import AnyArch, Family
+from eas_gym.net import StateDict
+from eas_gym.store import Evaluation, config_key, open_store
 from eas_gym.train import TrainConfig, fine_tune
 
 __all__ = ["ChildScorer", "Score"]
@@ -43,7 +42,7 @@ class ChildScorer:
     Args:
         config: Everything besides the net string that decides a child's accuracy; its hash is
             the store's configuration key.
-        space: The search space (the surrogate reads its limits).
+        family: The architecture family (builds networks; the surrogate reads its space).
         start_arch: The start network.
         train_config: Each child's fine-tune.
         start_config: The start network's training from scratch.
@@ -59,8 +58,8 @@ class ChildScorer:
         self,
         *,
         config: dict[str, Any],
-        space: SearchSpace,
-        start_arch: Arch,
+        family: Family,
+        start_arch: AnyArch,
         train_config: TrainConfig,
         start_config: TrainConfig,
         evaluator: str,
@@ -71,20 +70,20 @@ class ChildScorer:
         data_kwargs: dict[str, Any],
     ) -> None:
         self.config, self.config_key = config, config_key(config)
-        self.space, self.start_arch = space, start_arch
+        self.family, self.start_arch = family, start_arch
         self.train_config, self.start_config = train_config, start_config
         self.evaluator, self.device = evaluator, device
         self.store_path, self.keep_weights = store_path, keep_weights
         self.probe_size, self.data_kwargs = probe_size, data_kwargs
         self.data: DataBundle | None = None
-        self.store: EvalStore | None = None
+        self.store: Any = None  # an EvalStore, or a RemoteStore on a Ray cluster
         self.probe: torch.Tensor | None = None
 
     def setup(self) -> None:
         """Open the store, load the data and fix the probe batch (once)."""
         if self.store is not None:
             return
-        self.store = EvalStore(self.store_path)
+        self.store = open_store(self.store_path)
         if self.evaluator == "surrogate":
             size = self.data_kwargs.get("image_size") or 32
             g = torch.Generator().manual_seed(0)
@@ -113,7 +112,7 @@ class ChildScorer:
             found = self.store.get(net_string, key)
             state = None if found is None else self.store.load_weights(found)
             if state is None:
-                net = build_net(self.start_arch, generator=torch.Generator().manual_seed(0))
+                net = self.family.build(self.start_arch, generator=torch.Generator().manual_seed(0))
                 accuracy, seconds, _ = self._train(net, self.start_config, seed=0)
                 state = net.state_dict()
                 weights = self.store.save_weights(net_string, key, state)
@@ -135,10 +134,10 @@ class ChildScorer:
 
     def score(
         self,
-        arch: Arch,
+        arch: AnyArch,
         state: StateDict,
         *,
-        parent: Arch,
+        parent: AnyArch,
         transforms: list[dict[str, Any]],
         seed: int,
     ) -> Score:
@@ -167,16 +166,16 @@ class ChildScorer:
 
     def _evaluate(
         self,
-        arch: Arch,
+        arch: AnyArch,
         state: StateDict,
         *,
-        parent: Arch,
+        parent: AnyArch,
         transforms: list[dict[str, Any]],
         seed: int,
     ) -> Score:
         """Train (or ask the surrogate) and record the child in the store."""
         net_string = arch.to_string()
-        net = build_net(arch, state)
+        net = self.family.build(arch, state)
         accuracy, seconds, flags = self._train(net, self.train_config, seed)
         # A diverged child's weights are NaN: the episode goes on from its untrained weights.
         trained = self.evaluator == "train" and not flags.get("diverged", False)
@@ -217,7 +216,7 @@ class ChildScorer:
     ) -> tuple[float, float, dict[str, bool]]:
         """(accuracy, seconds, flags) of training `net` in place, or of the surrogate."""
         if self.evaluator == "surrogate":
-            return surrogate_accuracy(net.arch, self.space), 0.0, {}
+            return self.family.surrogate(net.arch), 0.0, {}
         result = fine_tune(
             net,
             self.data,

@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 from eas_gym.net import StateDict
 
-__all__ = ["Evaluation", "EvalStore", "config_key", "default_store_path"]
+__all__ = ["Evaluation", "EvalStore", "config_key", "default_store_path", "open_store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -168,7 +169,8 @@ class EvalStore:
 
     def save_weights(self, net: str, key: str, state: StateDict) -> str:
         """Write `state` atomically; returns its path relative to the store's folder."""
-        name = f"weights/{config_key({'net': net, 'key': key})}.pt"
+        # One file per write: if two writers ever race, each row points at its own weights.
+        name = f"weights/{config_key({'net': net, 'key': key})}-{uuid.uuid4().hex[:8]}.pt"
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
@@ -222,3 +224,17 @@ def _from_row(row: sqlite3.Row) -> Evaluation:
     values["diverged"] = bool(values["diverged"])
     values["oom"] = bool(values["oom"])
     return Evaluation(**values)
+
+
+def open_store(path: str | os.PathLike[str]) -> Any:
+    """The store at `path`: a file or ``":memory:"``, or a Ray store service.
+
+    ``"ray-store:<name>"`` gives a :class:`~eas_gym.ray_store.RemoteStore` served by that Ray
+    actor (multi-node searches); anything else an :class:`EvalStore`.
+    """
+    path = str(path)
+    if path.startswith("ray-store:"):
+        from eas_gym.ray_store import RemoteStore
+
+        return RemoteStore(path)
+    return EvalStore(path)
