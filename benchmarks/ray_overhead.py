@@ -11,6 +11,10 @@ worker process per environment), which is also timed alone. Each time is the min
 ``--batch 1`` the difference is Ray's overhead. Prints one JSON line: the ratio, the overhead
 per child (one episode of ``len(schedule)`` steps), and the time per step of each executor
 (Ray's without the actors' start-up).
+
+It also times the store service that multi-node clusters use (:mod:`eas_gym.ray_store`): the
+store work of one trained child (lock, lookup, insert, as ``ChildScorer`` does) against the
+SQLite file directly and through the service actor, ``--store-cycles`` times each.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import gymnasium as gym
 
 import eas_gym  # noqa: F401
 from agents.runner import SearchArgs, run_search
+from eas_gym.ray_store import start_store_service
+from eas_gym.store import EvalStore, Evaluation, open_store
 
 
 def timed_search(args: argparse.Namespace, executor: str, out: str) -> tuple[float, list]:
@@ -43,6 +49,17 @@ def timed_search(args: argparse.Namespace, executor: str, out: str) -> tuple[flo
     return time.perf_counter() - start, children
 
 
+def store_ms_per_child(store, cycles: int) -> float:
+    """Milliseconds of one child's store work: lock, lookup, insert (a fresh net each time)."""
+    start = time.perf_counter()
+    for i in range(cycles):
+        net = f"C{i + 1}-3 GAP FC8"
+        with store.lock(f"child-{net}"):
+            store.get(net, "key")
+            store.put(Evaluation(net, "key", 0.5))
+    return 1000 * (time.perf_counter() - start) / cycles
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="EAS-Surrogate-v0")
@@ -52,6 +69,7 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store-cycles", type=int, default=200)
     args = parser.parse_args()
 
     seconds: dict[str, float] = {}
@@ -76,6 +94,10 @@ def main() -> None:
             startup.append(time.perf_counter() - start)
         runs = [timed_search(args, "ray", f"{tmp}/ray{i}") for i in range(args.repeats)]
         seconds["ray"], children["ray"] = min(runs, key=lambda r: r[0])
+        file_ms = store_ms_per_child(EvalStore(f"{tmp}/file.sqlite"), args.store_cycles)
+        actor, address = start_store_service(f"{tmp}/service.sqlite")
+        service_ms = store_ms_per_child(open_store(address), args.store_cycles)
+        ray.kill(actor)
         ray.shutdown()
     steps = args.nets * len(gym.make(args.env, store=":memory:").unwrapped.schedule)
     extra = seconds["ray"] - seconds["local"]
@@ -106,6 +128,8 @@ def main() -> None:
                     1000 * (seconds["ray"] - min(startup)) / steps, 1
                 ),
                 "same_children": same,
+                "store_ms_per_child_file": round(file_ms, 2),
+                "store_ms_per_child_service": round(service_ms, 2),
             }
         )
     )

@@ -2,9 +2,10 @@
 
 Every copy lives in its own actor with the resources it asks for (a GPU, a share of one, or
 CPUs). All copies write to one evaluation store, so a child trained by any copy is not trained
-again by another. That store is SQLite in WAL mode, which supports the processes of one host:
-one machine (any number of GPUs) is safe; several machines need the store on a filesystem they
-all mount, and even then SQLite's locking is not reliable across hosts (a warning says so).
+again by another. That store is SQLite in WAL mode, safe for the processes of one host: on one
+machine (any number of GPUs) the copies open the file directly; on a cluster of several
+machines they reach it through a store service (:mod:`eas_gym.ray_store`), one actor on the
+driver's node that owns the file, so no shared filesystem is needed.
 
 A worker that dies is restarted by Ray (``max_restarts``) and the call it was running is retried
 (``max_task_retries``). The restarted actor rebuilds its env from the same arguments and replays
@@ -29,6 +30,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from eas_gym.ray_store import PREFIX, start_store_service
 from eas_gym.store import default_store_path
 
 __all__ = ["RayVectorEnv", "import_ray"]
@@ -122,6 +124,9 @@ class RayVectorEnv(VectorEnv):
         num_gpus: GPUs per actor (fractions share a GPU, e.g. 0.5); None: 1 per copy when the
             cluster has GPUs and `device` is not "cpu" (an equal share if fewer than copies).
         max_restarts: Restarts of each actor after its process dies (-1: no limit).
+        store_service: Serve the store from one actor on this node (:mod:`eas_gym.ray_store`)
+            instead of letting every copy open the file; None: when the cluster has more than
+            one node.
         failure_log: A file to which each recovery appends a JSON line.
         wrappers: Applied in the actor to each copy after ``gym.make`` (as ``gym.make_vec``).
         **kwargs: Passed to ``gym.make``. ``store`` and ``data_dir`` are made absolute here
@@ -138,6 +143,7 @@ class RayVectorEnv(VectorEnv):
         num_cpus: float | None = None,
         num_gpus: float | None = None,
         max_restarts: int = 3,
+        store_service: bool | None = None,
         failure_log: str | os.PathLike[str] | None = None,
         wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
         **kwargs: Any,
@@ -175,13 +181,26 @@ class RayVectorEnv(VectorEnv):
             raise ValueError("`device='cuda'` needs `num_gpus` > 0 and a cluster with GPUs")
         if num_gpus == 0:
             kwargs["device"] = "cpu"  # an actor without a GPU must not pick one up by itself
-        if kwargs["store"] != ":memory:" and len([n for n in ray.nodes() if n["Alive"]]) > 1:
+        nodes = len([n for n in ray.nodes() if n["Alive"]])
+        served = kwargs["store"].startswith(PREFIX)  # a service someone else runs
+        if store_service is None:
+            store_service = nodes > 1 and kwargs["store"] != ":memory:" and not served
+        self._store_service = None
+        if store_service:
+            if kwargs["store"] == ":memory:" or served:
+                raise ValueError(
+                    f"`store_service=True` needs a store file, actually: {kwargs['store']!r}"
+                )
+            self._store_service, kwargs["store"] = start_store_service(kwargs["store"])
+        elif kwargs["store"] != ":memory:" and not served and nodes > 1:
             warnings.warn(
                 f"the store {kwargs['store']} is SQLite (WAL mode), safe for the processes of one "
-                "host only: on several machines it must be on a shared filesystem and concurrent "
-                "writes may fail (see README, 'Running on a Ray cluster')",
+                "host only; with `store_service=False` on several machines it must be on a "
+                "shared filesystem and concurrent writes may fail",
                 stacklevel=2,
             )
+        self.store = kwargs["store"]
+        """Where the copies read and write evaluations (a file, or ``ray-store:<actor>``)."""
         for name, need in (("CPU", num_cpus), ("GPU", num_gpus)):
             if need * num_envs > resources.get(name, 0.0) + 1e-9:
                 warnings.warn(
@@ -276,6 +295,12 @@ class RayVectorEnv(VectorEnv):
             warnings.warn(f"closing the Ray actors: {e}", stacklevel=2)
         for a in self._actors:
             ray.kill(a, no_restart=True)
+        if self._store_service is not None:
+            try:
+                ray.get(self._store_service.close.remote(), timeout=30)
+            except Exception as e:  # a dead service must not keep Ray running
+                warnings.warn(f"closing the store service: {e}", stacklevel=2)
+            ray.kill(self._store_service, no_restart=True)
         if self._owns_ray:
             ray.shutdown()
 
@@ -323,7 +348,7 @@ def _share(total: float, num_envs: int) -> float:
 def _absolute_paths(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Actors do not run in this folder: give them absolute store and data paths."""
     kwargs = dict(kwargs)
-    if kwargs.get("store") != ":memory:":
+    if kwargs.get("store") != ":memory:" and not str(kwargs.get("store")).startswith(PREFIX):
         store = Path(kwargs.get("store") or default_store_path())
         kwargs["store"] = str(store.expanduser().resolve())
     if kwargs.get("data_dir") is not None:

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import time
 
 import gymnasium
 import numpy as np
@@ -12,7 +13,9 @@ from gymnasium.utils.env_checker import data_equivalence
 
 from agents.runner import read_children
 from eas_gym.cli import main
+from eas_gym.ray_store import RemoteStore, StoreService, start_store_service
 from eas_gym.ray_vector import import_ray
+from eas_gym.store import EvalStore, Evaluation, open_store
 from eas_gym.vector import make_vector_env
 
 SEARCH = ["search", "--env", "EAS-Surrogate-v0", "--nets", "4", "--batch", "2", "--seed", "3"]
@@ -80,7 +83,8 @@ def test_search_on_ray_equals_local(ray_instance, tmp_path):
     assert not (tmp_path / "ray" / "ray_failures.jsonl").exists()
 
 
-def test_dead_worker_is_restarted_and_replays(ray_instance, tmp_path):
+@pytest.mark.parametrize("store_service", [False, True], ids=["store-file", "store-service"])
+def test_dead_worker_is_restarted_and_replays(ray_instance, tmp_path, store_service):
     from eas_gym.ray_vector import RayVectorEnv
 
     torch_threads = torch.get_num_threads()
@@ -101,11 +105,20 @@ def test_dead_worker_is_restarted_and_replays(ray_instance, tmp_path):
         store=str(tmp_path / "r.sqlite"),
         failure_log=log,
         wrappers=[crash_mid_episode(str(tmp_path / "crashed"))],
+        store_service=store_service,
         **SYNTHETIC,
     )
+    assert envs.store.startswith("ray-store:") == store_service
     with pytest.warns(RuntimeWarning, match="restarted; it replayed 1 steps .1 store hits"):
         trajectory, infos = rollout(envs, seed=5, action_seed=0)
     envs.close()
+    # Through the service or not, every result is in the one file, once: the start net and
+    # each child (the one trained before the crash was served again, not retrained).
+    rows = EvalStore(tmp_path / "r.sqlite").all()
+    nets = {net for item in trajectory if isinstance(item, list) for net, _ in item}
+    assert sum(r.parent is None for r in rows) == 1
+    assert sorted(r.net for r in rows if r.parent is not None) == sorted(nets)
+    assert all(r.weights and (tmp_path / r.weights).exists() for r in rows)
     assert (tmp_path / "crashed").exists(), "the hook did not fire"
     assert data_equivalence(trajectory, expected, exact=True)
     assert infos["worker_restarts"].sum() == 1 and envs.worker_restarts.sum() == 1
@@ -144,3 +157,54 @@ def test_ray_vector_env_argument_errors(ray_instance):
         RayVectorEnv("EAS-Surrogate-v0", 2, device="cuda:1")
     with pytest.raises(ValueError, match="needs `num_gpus` > 0"):
         RayVectorEnv("EAS-Surrogate-v0", 2, device="cuda", store=":memory:")
+
+
+def test_store_service_leases_expire_when_the_holder_stops_renewing(tmp_path):
+    service = StoreService(str(tmp_path / "s.sqlite"))
+    assert service.acquire("start", "a", lease=0.2)
+    assert not service.acquire("start", "b", lease=0.2)  # held
+    assert service.acquire("start", "a", lease=0.2)  # the holder renews
+    service.release("start", "b")  # not the holder: no effect
+    assert not service.acquire("start", "b", lease=0.2)
+    time.sleep(0.3)  # "a" died without releasing: its lease runs out
+    assert service.acquire("start", "b", lease=0.2)
+    service.release("start", "b")
+    assert service.acquire("start", "c", lease=0.2)
+    service.close()
+
+
+def test_remote_store_serves_the_file_from_any_process(ray_instance, tmp_path):
+    path = str(tmp_path / "s.sqlite")
+    actor, address = start_store_service(path)
+    store = open_store(address)
+    assert isinstance(store, RemoteStore)
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    weights = store.save_weights("C4-3 GAP", "k", state)
+    store.put(Evaluation("C4-3 GAP", "k", 0.5, weights=weights))
+    found = store.get("C4-3 GAP", "k")
+    assert found.accuracy == 0.5 and torch.equal(store.load_weights(found)["w"], state["w"])
+
+    @ray_instance.remote
+    def from_a_worker(store, name):
+        with store.lock(name):  # a lock taken in another process, through the service
+            return store.get("C4-3 GAP", "k").accuracy
+
+    assert ray_instance.get(from_a_worker.remote(store, "x")) == 0.5
+
+    @ray_instance.remote
+    def locked_at(store, name):
+        with store.lock(name):
+            return time.time()
+
+    # A 0.3 s lease held for 1 s: renewals keep the other process out until the release.
+    holder = RemoteStore(address, lease_seconds=0.3)
+    with holder.lock("y"):
+        other = locked_at.remote(holder, "y")
+        time.sleep(1.0)
+        released = time.time()
+    assert ray_instance.get(other) >= released
+    ray_instance.get(actor.close.remote())
+    ray_instance.kill(actor)
+    assert EvalStore(path).get("C4-3 GAP", "k").accuracy == 0.5  # it was the file all along
+    with pytest.raises(ValueError, match="no store service 'ray-store:nobody'"):
+        RemoteStore("ray-store:nobody")
