@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--env", default="EAS-CIFAR10-CPU-v0")
     parser.add_argument("--agents", default="reinforce,random")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first..first+seeds-1 (split work)"
+    )
     parser.add_argument("--nets", type=int, default=30, help="networks per run (paper: 150)")
     parser.add_argument("--batch", type=int, default=10, help="networks per update (paper: 10)")
     parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR", "../shared/data"))
@@ -75,7 +78,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for agent in agents:
         start = time.perf_counter()
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             runs.setdefault(agent, []).append(
                 run_search(
                     SearchArgs(
@@ -103,7 +106,7 @@ def main() -> None:
             sum(c["train_seconds"] for ch in children_per_seed for c in ch[:nets]), 1
         )
         table[agent]["wall_seconds_this_call"] = round(seconds[agent], 1)  # resumed runs: less
-        for seed, ch in enumerate(children_per_seed):
+        for seed, ch in enumerate(children_per_seed, start=args.first_seed):
             top = max(ch[:nets], key=lambda c: c["accuracy"])
             if best is None or top["accuracy"] > best["accuracy"]:
                 run = str(args.out_dir / agent / f"seed-{seed}")
