@@ -75,7 +75,7 @@ def apply_transform(
     probe: torch.Tensor,
     generator: torch.Generator,
 ) -> tuple[Arch, StateDict]:
-    """One recorded transform, applied as ``EASEnv._transform`` applies it."""
+    """One recorded transform, applied as ``PlainFamily.apply`` applies it (plain CNN only)."""
     if transform["op"] == "wider":
         widths = {int(k): int(v) for k, v in transform["widths"].items()}  # JSON keys: strings
         noise = WIDER_NOISE if env.noise else 0.0
