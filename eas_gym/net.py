@@ -12,6 +12,7 @@ Parameter names are stable and tied to positions in ``Arch.layers``, so the tran
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -127,15 +128,30 @@ def build_net(
         generator: Seeds the fresh initialisation (ignored where `state` overwrites it).
         device: Where the module lives; defaults to the device of `state`, else CPU.
     """
+    return build_module(EASNet, arch, state, generator=generator, device=device)
+
+
+def build_module(
+    module_class: type[nn.Module],
+    arch: Any,
+    state: StateDict | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Any:
+    """``module_class(arch, generator=...)`` with `state` loaded strictly, on `device`.
+
+    The body shared by :func:`build_net` and :func:`eas_gym.densenet.net.build_dense_net`.
+    """
     if device is None and state:
         device = next(iter(state.values())).device
     if state is None and generator is None:
-        net = EASNet(arch)  # documented: the global RNG initialises it
+        net = module_class(arch)  # documented: the global RNG initialises it
     else:
         # torch's layer constructors draw from the global RNG even though `generator` or
         # `state` decides the weights; keep the caller's global RNG stream untouched.
         with torch.random.fork_rng(devices=[]):
-            net = EASNet(arch, generator=generator)
+            net = module_class(arch, generator=generator)
     if state is not None:
         net.load_state_dict(state, strict=True)
     return net.to(device) if device is not None else net

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from eas_gym.densenet.arch import DenseArch
-from eas_gym.net import StateDict
+from eas_gym.net import StateDict, build_module
 
 __all__ = ["DenseNet", "build_dense_net", "unit_key", "transition_key"]
 
@@ -151,15 +151,4 @@ def build_dense_net(
     Returns:
         The module, in training mode.
     """
-    if device is None and state:
-        device = next(iter(state.values())).device
-    if state is None and generator is None:
-        net = DenseNet(arch)  # documented: the global RNG initialises it
-    else:
-        # torch's layer constructors draw from the global RNG even though `generator` or
-        # `state` decides the weights; keep the caller's global RNG stream untouched.
-        with torch.random.fork_rng(devices=[]):
-            net = DenseNet(arch, generator=generator)
-    if state is not None:
-        net.load_state_dict(state, strict=True)
-    return net.to(device) if device is not None else net
+    return build_module(DenseNet, arch, state, generator=generator, device=device)
