@@ -128,9 +128,12 @@ class EvalStore:
             self.root.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
-        if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
+        # Switching a new database to WAL fails at once ("database is locked") rather than
+        # waiting when another process opens it at the same moment: one process at a time.
+        with self.lock(f"open-{self.path}"):
+            if self.path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(_SCHEMA)
 
     def get(self, net: str, key: str) -> Evaluation | None:
         """The stored evaluation of `net` under `key`, or None (OOM results do not count)."""

@@ -274,6 +274,27 @@ def test_two_processes_writing_one_store_lose_nothing(tmp_path):
     assert len(rows) == 300 and {r.seed for r in rows} == {0, 1}
 
 
+def _open_at_once(path, barrier):
+    barrier.wait()
+    EvalStore(path).close()
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    # Without the open lock about 3% of these opens failed with "database is locked".
+    ctx = mp.get_context("fork")
+    failed = 0
+    for trial in range(20):
+        barrier = ctx.Barrier(6)
+        path = str(tmp_path / f"store{trial}.sqlite")
+        workers = [ctx.Process(target=_open_at_once, args=(path, barrier)) for _ in range(6)]
+        for p in workers:
+            p.start()
+        for p in workers:
+            p.join(60)
+        failed += sum(p.exitcode != 0 for p in workers)
+    assert failed == 0
+
+
 def test_vector_env_shares_one_store(tmp_path):
     store = str(tmp_path / "store.sqlite")
     envs = make_vector_env("EAS-Surrogate-v0", 2, store=store, device="cpu", reward_mode="sparse")
