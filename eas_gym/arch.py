@@ -29,7 +29,12 @@ __all__ = [
     "SMALL_SPACE",
     "PAPER_START",
     "SMALL_START",
+    "MAX_WIDTH",
 ]
+
+MAX_WIDTH = 16384
+"""The largest width (filters, units, classes) an architecture may have: a sanity bound."""
+MAX_KERNEL = 15
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,10 @@ class Conv:
     kernel: int
 
     def __post_init__(self) -> None:
-        if self.filters < 1:
-            raise ValueError(f"Expected `filters` >= 1, got {self.filters}")
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise ValueError(f"Expected an odd positive `kernel`, got {self.kernel}")
+        _check_int("filters", self.filters, MAX_WIDTH)
+        _check_int("kernel", self.kernel, MAX_KERNEL)
+        if self.kernel % 2 == 0:
+            raise ValueError(f"Expected an odd `kernel` (same padding), got {self.kernel}")
 
 
 @dataclass(frozen=True)
@@ -58,16 +63,25 @@ class FC:
     units: int
 
     def __post_init__(self) -> None:
-        if self.units < 1:
-            raise ValueError(f"Expected `units` >= 1, got {self.units}")
+        _check_int("units", self.units, MAX_WIDTH)
 
 
 Layer = Conv | Pool | FC
 
-_COMPACT_CONV = re.compile(r"^C(\d+)-(\d+)$")
-_COMPACT_FC = re.compile(r"^FC(\d+)$")
-_TOKEN_CONV = re.compile(r"^conv-(\d+)-(\d+)$")
-_TOKEN_FC = re.compile(r"^fc-(\d+)$")
+
+def _check_int(label: str, value: int, limit: int) -> None:
+    """`value` is an int in [1, limit] (a sanity bound: larger layers would not fit in memory)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Expected `{label}` to be an int, got {value!r}")
+    if not 1 <= value <= limit:
+        raise ValueError(f"Expected 1 <= `{label}` <= {limit}, got {value}")
+
+
+# ASCII digits only: ``\d`` would take full-width and other Unicode digits.
+_COMPACT_CONV = re.compile(r"^C([0-9]+)-([0-9]+)$")
+_COMPACT_FC = re.compile(r"^FC([0-9]+)$")
+_TOKEN_CONV = re.compile(r"^conv-([0-9]+)-([0-9]+)$")
+_TOKEN_FC = re.compile(r"^fc-([0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -94,10 +108,8 @@ class Arch:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
-        if self.num_classes < 1:
-            raise ValueError(f"Expected `num_classes` >= 1, got {self.num_classes}")
-        if self.in_channels < 1:
-            raise ValueError(f"Expected `in_channels` >= 1, got {self.in_channels}")
+        _check_int("num_classes", self.num_classes, MAX_WIDTH)
+        _check_int("in_channels", self.in_channels, MAX_WIDTH)
         _validate_layers(self.layers)
 
     # ---- structure -------------------------------------------------------------------------
@@ -246,12 +258,8 @@ def _compact(layer: Layer) -> str:
 
 
 def _parse_compact(text: str) -> list[Layer]:
+    """Layers of a compact net string; the first fault found in reading order is reported."""
     tokens = text.split()
-    if tokens.count("GAP") != 1:
-        raise ValueError(
-            f"net string {text!r} must contain exactly one 'GAP' between the conv part and the "
-            "FC part, e.g. 'C16-3 MP C32-3 GAP FC64'"
-        )
     layers: list[Layer] = []
     for token in tokens:
         if token == "GAP":
@@ -267,6 +275,12 @@ def _parse_compact(text: str) -> list[Layer]:
                 f"bad token {token!r} in net string {text!r}; expected 'C<filters>-<kernel>', "
                 "'MP', 'GAP' or 'FC<units>'"
             )
+    _validate_layers(tuple(layers))  # e.g. two pools in a row, before a missing GAP
+    if tokens.count("GAP") != 1:
+        raise ValueError(
+            f"net string {text!r} must contain exactly one 'GAP' between the conv part and the "
+            "FC part, e.g. 'C16-3 MP C32-3 GAP FC64'"
+        )
     gap_at = tokens.index("GAP")
     if any(isinstance(layer, FC) for layer in layers[:gap_at]) or any(
         not isinstance(layer, FC) for layer in layers[gap_at:]
@@ -295,7 +309,7 @@ def _parse_tokens(text: str) -> list[Layer]:
 def _checked(kind: type, token: str, *values: int) -> Layer:
     try:
         return kind(*values)
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"bad token {token!r}: {e}") from e
 
 

@@ -4,6 +4,7 @@ eas-gym search  --env ID --agent NAME --nets N --seed S --out DIR [--executor ra
 eas-gym compare --env ID --agents reinforce,random --seeds K --nets N --out DIR
 eas-gym train   RUN_OR_NET [--epochs E]
 eas-gym show    RUN
+eas-gym list
 eas-gym demo
 """
 
@@ -20,16 +21,10 @@ __all__ = ["main"]
 
 
 def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``--set key=value`` pairs (values parsed as JSON when they can be) plus the shortcuts."""
-    kwargs: dict[str, Any] = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
+    """``--set key=value`` pairs, parsed to the env arguments' types, plus the shortcuts."""
+    from eas_gym.settings import parse_set
+
+    kwargs = parse_set(args.set or [], env_id=getattr(args, "env", None))
     if args.device is not None:
         kwargs["device"] = args.device
     if args.data_dir is not None:
@@ -48,48 +43,92 @@ def _check_env_id(env_id: str) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from agents.runner import SearchArgs, run_search
+    from agents.runner import SearchArgs, resolve_agent, run_search
 
     _check_env_id(args.env)
-    children = run_search(
-        SearchArgs(
-            env_id=args.env,
-            agent=args.agent,
-            nets=args.nets,
-            batch=args.batch,
-            seed=args.seed,
-            out=args.out,
-            store=args.store,
-            asynchronous=args.asynchronous,
-            env_kwargs=_env_kwargs(args),
-            progress=not args.no_progress,
-            executor=args.executor,
-            ray_address=args.ray_address,
-            store_service=args.store_service,
-        )
+    search = SearchArgs(
+        env_id=args.env,
+        agent=args.agent,
+        nets=args.nets,
+        batch=args.batch,
+        seed=args.seed,
+        out=args.out,
+        store=args.store,
+        asynchronous=args.asynchronous,
+        env_kwargs=_env_kwargs(args),
+        progress=not args.no_progress,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        store_service=args.store_service,
     )
+    spec = resolve_agent(search)
+    spec = type(spec)(spec.name, {**spec.options, **_agent_set(spec.name, args.agent_set)})
+    search.agent, search.agent_options = spec.name, spec.options
+    rounded = -(-args.nets // args.batch) * args.batch
+    if rounded != args.nets:
+        print(
+            f"eas-gym: --nets {args.nets} rounded up to {rounded} (whole batches of {args.batch})",
+            file=sys.stderr,
+        )
+    children = run_search(search)
     best = max(children, key=lambda c: c["accuracy"])
     print(f"{len(children)} networks; best {best['accuracy']:.4f}: {best['net']}")
     print(f"run folder: {args.out} (best network: eas_gym.load_model('{args.out}/best'))")
     return 0
 
 
+def _agent_set(name: str, items: list[str] | None) -> dict[str, Any]:
+    from agents.registry import parse_agent_spec
+
+    return parse_agent_spec(name, items or []).options
+
+
 def _compare(args: argparse.Namespace) -> int:
     from agents.compare import compare
+    from agents.registry import parse_agent_spec, split_agent_specs
 
     _check_env_id(args.env)
+    agents = split_agent_specs(args.agents)
+    if args.agent_set:  # options for every agent of that name: "reinforce:lr=0.01"
+        agents = _apply_agent_set(agents, args.agent_set)
+    for agent in agents:
+        parse_agent_spec(agent)  # every spec is checked before the first search runs
     table = compare(
         args.env,
-        agents=args.agents.split(","),
+        agents=agents,
         seeds=args.seeds,
         nets=args.nets,
         batch=args.batch,
         out=args.out,
         env_kwargs=_env_kwargs(args),
         progress=not args.no_progress,
+        recheck=args.recheck,
+        test=not args.no_test,
+        first_seed=args.first_seed,
     )
     print(table)
+    print(f"written: {Path(args.out) / 'compare.md'}, compare.json, compare.png")
     return 0
+
+
+def _apply_agent_set(agents: list[str], items: list[str]) -> list[str]:
+    """Fold ``NAME:key=value`` items into the specs of agent NAME."""
+    extra: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, option = item.partition(":")
+        if not sep or "=" not in option:
+            raise ValueError(f"--agent-set for compare expects NAME:key=value, got {item!r}")
+        extra.setdefault(name, []).append(option)
+    unknown = sorted(set(extra) - {a.split("[", 1)[0] for a in agents})
+    if unknown:
+        raise ValueError(f"--agent-set names agents not in --agents: {', '.join(unknown)}")
+    out = []
+    for agent in agents:
+        name, _, rest = agent.partition("[")
+        inner = rest.rstrip("]")
+        options = [o for o in inner.split(",") if o] + extra.get(name, [])
+        out.append(f"{name}[{','.join(options)}]" if options else name)
+    return out
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -108,9 +147,41 @@ def _train(args: argparse.Namespace) -> int:
         out=args.out,
         seed=args.seed,
         augment=args.augment,
+        download=args.download,
+        progress=not args.no_progress,
     )
     print(json.dumps(result))
+    print(f"trained network saved to {result['saved_to']}", file=sys.stderr)
     return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import eas_gym  # noqa: F401
+
+    for env_id in sorted(k for k in gym.registry if k.startswith("EAS-")):
+        print(f"{env_id:32} {_describe(gym.spec(env_id).kwargs)}")
+    return 0
+
+
+def _describe(kwargs: dict[str, Any]) -> str:
+    """One line: space, data, protocol of a registered id's arguments."""
+    space = f"space {kwargs.get('space', 'paper')}"
+    if kwargs.get("evaluator") == "surrogate":
+        reward = kwargs.get("reward_mode", "dense")
+        return f"{space}; no data: accuracy a known function of the net; {reward} reward"
+
+    def count(key: str, paper: int) -> str:
+        n = kwargs.get(key) or paper
+        return f"{n // 1000}k" if n >= 1000 else str(n)
+
+    pixels = f"{kwargs.get('image_size') or 32}px"
+    augment = "" if kwargs.get("augment", True) else ", no augmentation"
+    data = f"{kwargs.get('dataset', 'cifar10')} {count('train_size', 45000)}/"
+    data += f"{count('val_size', 5000)} {pixels}{augment}"
+    reward, epochs = kwargs.get("reward_mode", "dense"), kwargs.get("epochs", 20.0)
+    return f"{space}; {data}; {reward} reward, {epochs:g}-epoch fine-tunes"
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -160,13 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``eas-gym``."""
     parser = argparse.ArgumentParser(prog="eas-gym", description="Efficient Architecture Search")
     sub = parser.add_subparsers(dest="command", required=True)
+    shows_defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
+    env_help = "a registered env id (eas-gym list shows them)"
 
-    search = sub.add_parser("search", help="run (or resume) a search into a run folder")
-    search.add_argument("--env", default="EAS-CIFAR10-CPU-v0")
+    listing = sub.add_parser("list", help="the registered env ids, one line each", **shows_defaults)
+    listing.set_defaults(func=_list)
+
+    search = sub.add_parser(
+        "search", help="run (or resume) a search into a run folder", **shows_defaults
+    )
+    search.add_argument("--env", default="EAS-CIFAR10-CPU-v1", help=env_help)
     search.add_argument(
         "--agent",
         default="reinforce",
-        help="reinforce, random, ppo, a2c, maskable-ppo or module:Class",
+        help="reinforce, random, evolution, local-search, ppo, a2c, maskable-ppo or "
+        "module:Class; options as reinforce[lr=0.01]",
+    )
+    search.add_argument(
+        "--agent-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="agent option, e.g. lr=0.01 (repeatable; see the agent's docstring)",
     )
     search.add_argument("--nets", type=int, default=20, help="networks to sample")
     search.add_argument("--batch", type=int, default=10, help="networks per agent update")
@@ -194,20 +279,43 @@ def build_parser() -> argparse.ArgumentParser:
     _common(search)
     search.set_defaults(func=_search)
 
-    comp = sub.add_parser("compare", help="run or reuse searches and tabulate them")
-    comp.add_argument("--env", default="EAS-CIFAR10-CPU-v0")
-    comp.add_argument("--agents", default="reinforce,random")
-    comp.add_argument("--seeds", type=int, default=3)
-    comp.add_argument("--nets", type=int, default=20)
-    comp.add_argument("--batch", type=int, default=10)
-    comp.add_argument("--out", default="runs/compare")
+    comp = sub.add_parser(
+        "compare", help="run or reuse searches and tabulate them", **shows_defaults
+    )
+    comp.add_argument("--env", default="EAS-CIFAR10-CPU-v1", help=env_help)
+    comp.add_argument(
+        "--agents",
+        default="reinforce,random",
+        help="comma-separated agent specs, e.g. 'reinforce,reinforce[lr=0.01],random,evolution'",
+    )
+    comp.add_argument(
+        "--agent-set",
+        action="append",
+        metavar="NAME:KEY=VALUE",
+        help="option for every agent NAME, e.g. reinforce:lr=0.01 (repeatable)",
+    )
+    comp.add_argument("--seeds", type=int, default=10, help="seeds per agent")
+    comp.add_argument("--first-seed", type=int, default=0, help="the first seed")
+    comp.add_argument("--nets", type=int, default=20, help="networks per search")
+    comp.add_argument("--batch", type=int, default=10, help="networks per agent update")
+    comp.add_argument(
+        "--recheck",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K fresh episodes per run from its final policy, fine-tuned again (not cached)",
+    )
+    comp.add_argument(
+        "--no-test", action="store_true", help="skip the test accuracy of each best network"
+    )
+    comp.add_argument("--out", default="runs/compare", help="the comparison folder")
     _common(comp)
     comp.set_defaults(func=_compare)
 
-    train = sub.add_parser("train", help="final training of a found network")
+    train = sub.add_parser("train", help="final training of a found network", **shows_defaults)
     train.add_argument("target", help="a run folder, a saved model folder, or a net string")
-    train.add_argument("--epochs", type=float, default=300.0)
-    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--epochs", type=float, default=300.0, help="the paper's final training")
+    train.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
     train.add_argument("--scratch", action="store_true", help="re-initialise the weights")
     train.add_argument(
         "--augment",
@@ -218,18 +326,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default=None, help="default: the run's dataset or cifar10")
     train.add_argument("--image-size", type=int, default=None)
     train.add_argument("--train-size", type=int, default=None)
-    train.add_argument("--out", default=None, help="where to save the trained network")
+    train.add_argument(
+        "--out",
+        default=None,
+        help="where to save the trained network (default: RUN/final, FOLDER-final, runs/final)",
+    )
+    train.add_argument(
+        "--download", action="store_true", help="let torchvision download a missing dataset"
+    )
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None)
     train.add_argument("--data-dir", default=None)
     train.set_defaults(func=_train)
 
-    show = sub.add_parser("show", help="summarise a run folder")
-    show.add_argument("run")
-    show.add_argument("--top", type=int, default=5)
+    show = sub.add_parser("show", help="summarise a run folder", **shows_defaults)
+    show.add_argument("run", help="a run folder written by eas-gym search")
+    show.add_argument("--top", type=int, default=5, help="networks to list")
     show.set_defaults(func=_show)
 
-    demo = sub.add_parser("demo", help="apply a wider and a deeper step and show preservation")
+    demo = sub.add_parser(
+        "demo", help="apply a wider and a deeper step and show preservation", **shows_defaults
+    )
     demo.add_argument("--net", default="C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)

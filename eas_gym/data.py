@@ -32,6 +32,7 @@ __all__ = [
     "DATASETS",
     "DataBundle",
     "DatasetNotFoundError",
+    "check_dataset",
     "Split",
     "default_data_dir",
     "iterate_batches",
@@ -437,26 +438,46 @@ def _load_torchvision(name: str, root: Path, download: bool) -> tuple[Split, Spl
     except (OSError, RuntimeError) as e:  # failed download (URLError) or corrupt files
         missing = [root / f for f in files if not (root / f).is_file()]
         raise DatasetNotFoundError(
-            f"{_missing_message(title, root, files, url, missing)}\n(torchvision said: {e})"
+            f"{_missing_message(title, root, files, url, missing)} (torchvision said: {e})"
         ) from e
     splits = [Split(x.contiguous(), y.to(torch.int64)) for x, y in zip(images, labels, strict=True)]
     return splits[0], splits[1], num_classes
 
 
 def _missing_message(title: str, root: Path, files: list[str], url: str, missing: list) -> str:
+    """One line: what is missing where, and the three ways to provide it."""
     source = (
         "from EAS_DATA_DIR"
         if os.environ.get("EAS_DATA_DIR") and root == default_data_dir()
         else "data folder"
     )
-    what = f"{len(missing)} missing" if missing else "present but unreadable or corrupt"
-    expected = "\n".join(f"  {root / f}" for f in files)
-    return (
-        f"{title} not found in {root} ({source}); {what} of the expected files:\n{expected}\n"
-        "Provide them in one of three ways: pass `data_dir=` pointing at the folder that holds "
-        f"them (torchvision's layout), set the EAS_DATA_DIR environment variable to it, or pass "
-        f"`download=True` to let torchvision fetch {url}."
+    what = (
+        f"{len(missing)} of its {len(files)} files missing (e.g. {Path(missing[0]).name})"
+        if missing
+        else "its files are present but unreadable or corrupt"
     )
+    holding = files[0].split("/")[0] + "/" if "/" in files[0] else " ".join(files)
+    return (
+        f"{title} not found in {root} ({source}): {what}; point `data_dir` (--data-dir, or "
+        f"EAS_DATA_DIR) at the folder holding {holding}, or let torchvision download {url} "
+        "(`download=True`: --set download=true, or eas-gym train --download)"
+    )
+
+
+def check_dataset(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -> None:
+    """Raise :class:`DatasetNotFoundError` now, before any work, if `name`'s files are missing.
+
+    The synthetic set needs no files; with `download` torchvision fetches what is missing.
+    """
+    if name == "synthetic" or download:
+        return
+    if name not in _FILES:
+        raise ValueError(f"Expected `name` in {DATASETS}, actually: {name!r}")
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    title, files, url = _FILES[name]
+    missing = [root / f for f in files if not (root / f).is_file()]
+    if missing:
+        raise DatasetNotFoundError(_missing_message(title, root, files, url, missing))
 
 
 # ---- synthetic data ------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from eas_gym.data import DATASETS, resolve_device
 from eas_gym.family import FAMILIES, AnyArch
 from eas_gym.net import StateDict
 from eas_gym.reward import COSTS, REWARDS, reward
-from eas_gym.scorer import ChildScorer
+from eas_gym.scorer import CACHE_BY, ChildScorer, EvalConfig, lineage_step
+from eas_gym.settings import check_env_arguments
 from eas_gym.spaces import WIDER, parse_schedule
-from eas_gym.store import default_store_path
+from eas_gym.store import BY_NET, default_store_path
 from eas_gym.train import TrainConfig
 
 __all__ = ["EASEnv", "NUM_CLASSES"]
@@ -104,11 +105,28 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | accuracy | validation accuracy in [0, 1] of the current network (None until trained) |
     | params, flops | trainable parameters; multiply-adds per image |
     | preservation_error | max abs logit change of the transform on the probe batch (0 if none) |
-    | train_seconds | seconds spent fine-tuning and evaluating in this step |
-    | cache_hit | the child's accuracy came from the store, no training |
+    | lineage | the store row of ``accuracy`` (hash of its start, transforms and seeds) |
     | diverged, oom | training stopped on a non-finite loss / out of memory (acc = chance) |
     | illegal_action | part of the action could not be applied |
     | action_mask | legal values of each action entry for the next step |
+
+    ``lineage`` is "" for the start network and rows of the net-string cache, None while a
+    sparse child is unscored. Everything in ``info`` follows from the seed and the actions.
+    How a child was scored does not (it depends on what the store held and on the clock), so
+    it is kept apart:
+    ``env.unwrapped.step_provenance`` (``cache_hit``, ``train_seconds`` of the last step) and
+    ``last_episode_provenance`` (``cache_hits``, ``train_seconds`` summed over the last finished
+    episode; vector envs: ``envs.get_attr("last_episode_provenance")``).
+
+    ## Determinism and the store
+
+    Same seed and same actions give the same observations, rewards and ``info`` whether the
+    store is empty, warm or shared with other searches: with ``cache_by="lineage"`` (default)
+    a child is served from the store only if the same computation (start network, transforms,
+    noise seed, training seeds) was done before, and then it equals a fresh evaluation; a
+    dense episode that goes on from a hit without stored weights trains it again. With
+    ``cache_by="net"`` (the paper's cache) a network reached again by any path reuses its first
+    evaluation: cheaper, but results then depend on the store's history.
 
     ## Arguments
 
@@ -141,10 +159,14 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | device | str | "auto" | CUDA when available, else CPU |
     | store | str or None | None | SQLite path, ":memory:", or None: ``default_store_path()`` |
     | keep_weights | bool | False | save every child's weights (multi-stage search) |
+    | cache | bool | True | use and fill the store; False: train every child afresh (a recheck) |
+    | cache_by | str | "lineage" | "lineage" or "net" (see Determinism and the store) |
 
     ## Version History
 
-    * v0: Initial version.
+    * v0: Initial version. eas_gym 0.2: ``cache_hit`` and ``train_seconds`` left ``info`` for
+      ``step_provenance``; ``lineage`` joined it; ``cache_by`` and ``cache`` were added.
+    * EAS-CIFAR10-CPU-v1: a CPU preset where architecture matters (``benchmarks/RESULTS.md``).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -177,8 +199,11 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         device: str = "auto",
         store: str | None = None,
         keep_weights: bool = False,
+        cache: bool = True,
+        cache_by: str = "lineage",
         render_mode: str | None = None,
     ) -> None:
+        check_env_arguments({k: v for k, v in locals().items() if k != "self"})
         for label, value, allowed in (
             ("dataset", dataset, DATASETS),
             ("space", space, tuple(FAMILIES)),
@@ -186,55 +211,49 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             ("reward_shape", reward_shape, REWARDS),
             ("cost", cost, COSTS),
             ("evaluator", evaluator, _EVALUATORS),
+            ("cache_by", cache_by, CACHE_BY),
             ("render_mode", render_mode, (None, *self.metadata["render_modes"])),
         ):
             if value not in allowed:
                 raise ValueError(f"Expected `{label}` in {allowed}, actually: {value!r}")
-        if probe_size < 1:
-            raise ValueError(f"Expected `probe_size` >= 1, actually: {probe_size}")
-        if cost_weight < 0:
-            raise ValueError(f"Expected `cost_weight` >= 0, actually: {cost_weight}")
         self.family = FAMILIES[space]
         self.search_space = self.family.space
         start = self.family.start.to_string() if start_net is None else start_net
         self.start_arch = self.family.parse(start, NUM_CLASSES[dataset])
         self.family.check(self.start_arch)
         self.schedule = parse_schedule(schedule)
-        self.train_config = TrainConfig(
-            epochs=epochs, lr=lr, batch_size=batch_size, augment=augment
-        )
-        self.start_config = TrainConfig(
-            epochs=start_epochs, lr=start_lr, batch_size=batch_size, augment=augment
-        )
         self.reward_mode, self.reward_shape = reward_mode, reward_shape
         self.cost, self.cost_weight = cost, cost_weight
         self.noise = noise
         self.device = resolve_device(device)
         data_sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
+        self.eval_config = EvalConfig(
+            dataset=dataset,
+            **data_sizes,
+            evaluator=evaluator,
+            start_net=self.start_arch.to_string(),
+            start_train=TrainConfig(
+                epochs=start_epochs, lr=start_lr, batch_size=batch_size, augment=augment
+            ),
+            train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, augment=augment),
+            num_classes=self.start_arch.num_classes,
+            # a sparse child is fine-tuned once after several transforms, a dense one after
+            # each; bf16 on CUDA and fp32 on CPU train differently
+            reward_mode=reward_mode,
+            noise=noise,
+            device_type=self.device.type,
+            probe_size=probe_size,
+        )
+        """Everything besides the net string that decides a child's accuracy (the cache key)."""
         self.scorer = ChildScorer(
-            config={
-                "dataset": dataset,
-                **data_sizes,
-                "evaluator": evaluator,
-                "start_net": self.start_arch.to_string(),
-                "start_train": self.start_config.to_dict(),
-                "train": self.train_config.to_dict(),
-                "num_classes": self.start_arch.num_classes,
-                # a sparse child is fine-tuned once after several transforms, a dense one after
-                # each; bf16 on CUDA and fp32 on CPU train differently
-                "reward_mode": reward_mode,
-                "noise": noise,
-                "device_type": self.device.type,
-            },
+            config=self.eval_config,
             family=self.family,
             start_arch=self.start_arch,
-            train_config=self.train_config,
-            start_config=self.start_config,
-            evaluator=evaluator,
             device=self.device,
             store_path=str(default_store_path() if store is None else store),
             keep_weights=keep_weights,
-            probe_size=probe_size,
+            cache=cache,
+            cache_by=cache_by,
             data_kwargs={"name": dataset, "data_dir": data_dir, "download": download, **data_sizes},
         )
         self.render_mode = render_mode
@@ -243,6 +262,14 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.action_space = self.family.action_space(self.start_arch)
 
         self.config_key = self.scorer.config_key
+        """The store's key of this configuration's children (``eval_config.key()``)."""
+        self.step_provenance: dict[str, Any] = {"cache_hit": False, "train_seconds": 0.0}
+        """How the last step's child was scored: from the store or trained, in how long."""
+        self.last_episode_provenance: dict[str, Any] | None = None
+        """The same summed over the last finished episode (kept through the next reset)."""
+        self._episode_provenance: dict[str, Any] = {}
+        self._lineage = ""
+        self._evaluation: str | None = None
         self._start: tuple[StateDict, float] | None = None
         self._arch: AnyArch | None = None
         self._state: StateDict | None = None
@@ -258,7 +285,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """Apply one transform, verify it, train and score the child as the mode says."""
         action = np.asarray(action)
         if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} not in {self.action_space}")
+            shown = np.array2string(action, separator=",", max_line_width=10**6, threshold=64)
+            raise ValueError(f"action {shown} not in {self.action_space}")
         if self._t is None or self._t >= len(self.schedule):
             raise RuntimeError("Call `reset()` before `step()` (and after an episode ends)")
         kind = self.schedule[self._t]
@@ -273,22 +301,28 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             probe=self.scorer.probe,
         )
         self._pending += transforms
-        error = 0.0
+        error, net = 0.0, None
         if arch != parent:
-            error = self._verify(arch, state)
+            error, net = self._verify(arch, state)
         self._t += 1
         terminated = self._t == len(self.schedule)
         seed = int(self.np_random.integers(2**31))
+        self._lineage = lineage_step(self._lineage, transforms, seed)
         previous = self._reward(parent, self._accuracy)
-        info: dict[str, Any] = {"cache_hit": False, "diverged": False, "oom": False}
-        info["train_seconds"] = 0.0
+        info: dict[str, Any] = {"diverged": False, "oom": False}
+        self.step_provenance = {"cache_hit": False, "train_seconds": 0.0}
         if self.reward_mode == "dense" and arch != parent:
-            state, info = self._score(arch, state, seed)
+            state, info = self._score(arch, state, seed, net, needs_weights=not terminated)
         elif self.reward_mode == "sparse" and terminated and arch != self.start_arch:
-            state, info = self._score(arch, state, seed)
+            state, info = self._score(arch, state, seed, net)
         elif self.reward_mode == "sparse" and arch != parent:
-            self._accuracy = None  # an untrained child's accuracy is unknown
+            self._accuracy = self._evaluation = None  # an untrained child's: unknown
         self._arch, self._state = arch, state
+        tally = self._episode_provenance
+        tally["train_seconds"] += self.step_provenance["train_seconds"]
+        tally["cache_hits"] += int(self.step_provenance["cache_hit"])
+        if terminated:
+            self.last_episode_provenance = dict(tally)
 
         if self.reward_mode == "dense":
             r = self._reward(arch, self._accuracy) - previous
@@ -306,17 +340,27 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         this configuration with ``keep_weights=True`` (the paper's next search stage).
         """
         super().reset(seed=seed)
+        unknown = sorted(set(options or {}) - {"net"})
+        if unknown:
+            raise ValueError(f"unknown `options` {unknown} of reset(); allowed: ['net']")
         if self._start is None:
             self._start = self.scorer.start()
-        self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**63)))
+        generator_seed = int(self.np_random.integers(2**63))
+        self._generator = torch.Generator().manual_seed(generator_seed)
         self._arch = self.start_arch
         self._state, self._accuracy = self._start
+        origin, evaluation = self.eval_config.start_key(), BY_NET
         if options and options.get("net") is not None:
-            self._arch, self._state, self._accuracy = self._stored(options["net"])
+            self._arch, self._state, self._accuracy, evaluation = self._stored(options["net"])
+            origin = lineage_step(self._arch.to_string(), evaluation)
+        self._lineage = lineage_step(origin, generator_seed)
+        self._evaluation = evaluation
         self._logits = self._probe_logits(self._arch, self._state)
         self._t = 0
         self._scored_parent, self._pending = self._arch, []
-        return self._obs(), {**self._info(), "cache_hit": True, "preservation_error": 0.0}
+        self.step_provenance = {"cache_hit": False, "train_seconds": 0.0}
+        self._episode_provenance = {"train_seconds": 0.0, "cache_hits": 0}
+        return self._obs(), {**self._info(), "preservation_error": 0.0}
 
     def render(self) -> str | None:
         """``"ansi"``: the architecture and its accuracy."""
@@ -336,8 +380,11 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _stored(self, net: str) -> tuple[AnyArch, StateDict, float]:
-        """A network from the store, with its weights, to start an episode from."""
+    def _stored(self, net: str) -> tuple[AnyArch, StateDict, float, str]:
+        """A network from the store, with its weights, to start an episode from (and origin).
+
+        The newest evaluation of `net` with kept weights is used; returns its lineage too.
+        """
         if not isinstance(net, str):
             raise ValueError(f"`options['net']` must be a net string, got {net!r}")
         arch = self.family.parse(net, self.start_arch.num_classes)
@@ -347,50 +394,70 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
                 f"`options['net']` {net!r} does not fit this search's observation space "
                 f"(start net {self.start_arch})"
             )
-        found = self.scorer.store.get(arch.to_string(), self.config_key)
+        found = self.scorer.store.with_weights(arch.to_string(), self.config_key)
         weights = None if found is None else self.scorer.store.load_weights(found)
         if weights is None:
             raise ValueError(
                 f"`options['net']` {net!r} has no stored weights under this configuration; "
                 "evaluate it first with `keep_weights=True`"
             )
-        return arch, {k: v.to(self.device) for k, v in weights.items()}, found.accuracy
+        state = {k: v.to(self.device) for k, v in weights.items()}
+        return arch, state, found.accuracy, found.lineage
 
     def _probe_logits(self, arch: AnyArch, state: StateDict) -> torch.Tensor:
-        with torch.no_grad():
-            return self.family.build(arch, state).eval()(self.scorer.probe)
+        return self._logits_of(self.family.build(arch, state))
 
-    def _verify(self, arch: AnyArch, state: StateDict) -> float:
-        """Max logit change on the probe batch; warns when exactness was expected."""
-        logits = self._probe_logits(arch, state)
+    def _logits_of(self, net: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            return net.eval()(self.scorer.probe)
+
+    def _verify(self, arch: AnyArch, state: StateDict) -> tuple[float, torch.nn.Module]:
+        """Max logit change on the probe batch, and the child's module (built once a step).
+
+        Warns when exactness was expected (noise off) and the logits moved.
+        """
+        net = self.family.build(arch, state)
+        logits = self._logits_of(net)
         error = float((logits - self._logits).abs().max())
         self._logits = logits
         scale = max(1.0, float(logits.abs().max()))
         if not math.isfinite(error) or (not self.noise and error > _PRESERVATION_TOL * scale):
             logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
-        return error
+        return error, net
 
     def _score(
-        self, arch: AnyArch, state: StateDict, seed: int
+        self,
+        arch: AnyArch,
+        state: StateDict,
+        seed: int,
+        net: torch.nn.Module | None,
+        needs_weights: bool = False,
     ) -> tuple[StateDict, dict[str, Any]]:
-        """Score the child; the store records its last scored ancestor and the transforms since.
+        """Score the child, training `net` in place if given.
 
-        In sparse mode that ancestor is the episode's start network.
+        The store records its last scored ancestor and the transforms since (in sparse mode
+        that ancestor is the episode's start network) and its lineage.
         """
         score = self.scorer.score(
-            arch, state, parent=self._scored_parent, transforms=self._pending, seed=seed
+            arch,
+            state,
+            parent=self._scored_parent,
+            transforms=self._pending,
+            seed=seed,
+            lineage=self._lineage,
+            needs_weights=needs_weights,
+            net=net,
         )
         self._scored_parent, self._pending = arch, []
         if score.trained:  # the weights moved: the next check compares against them
-            self._logits = self._probe_logits(arch, score.state)
-        self._accuracy = score.accuracy
-        info = {
-            "cache_hit": score.cache_hit,
-            "train_seconds": score.train_seconds,
-            "diverged": score.diverged,
-            "oom": score.oom,
-        }
-        return score.state, info
+            self._logits = (
+                self._logits_of(score.net)
+                if score.net is not None
+                else self._probe_logits(arch, score.state)
+            )
+        self._accuracy, self._evaluation = score.accuracy, score.lineage
+        self.step_provenance = {"cache_hit": score.cache_hit, "train_seconds": score.train_seconds}
+        return score.state, {"diverged": score.diverged, "oom": score.oom}
 
     def _reward(self, arch: AnyArch, accuracy: float | None) -> float:
         if accuracy is None:
@@ -427,5 +494,6 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             "accuracy": self._accuracy,
             "params": self._arch.num_params(),
             "flops": self._arch.num_flops(self.scorer.probe.shape[-1]),
+            "lineage": self._evaluation,
             "action_mask": self._mask(),
         }

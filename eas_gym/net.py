@@ -142,6 +142,7 @@ def build_module(
     """``module_class(arch, generator=...)`` with `state` loaded strictly, on `device`.
 
     The body shared by :func:`build_net` and :func:`eas_gym.densenet.net.build_dense_net`.
+    The module takes the floating dtype of `state` (float32 without one).
     """
     if device is None and state:
         device = next(iter(state.values())).device
@@ -153,5 +154,8 @@ def build_module(
         with torch.random.fork_rng(devices=[]):
             net = module_class(arch, generator=generator)
     if state is not None:
+        dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
+        if dtype is not None and dtype != torch.float32:
+            net.to(dtype)  # load without rounding: the module takes the weights' precision
         net.load_state_dict(state, strict=True)
     return net.to(device) if device is not None else net

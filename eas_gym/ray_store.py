@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from eas_gym.net import StateDict
-from eas_gym.store import EvalStore, Evaluation
+from eas_gym.store import BY_NET, EvalStore, Evaluation
 
 __all__ = ["PREFIX", "StoreService", "RemoteStore", "start_store_service"]
 
@@ -48,9 +48,17 @@ class StoreService:
         self.store = EvalStore(path)
         self.leases: dict[str, tuple[str, float]] = {}  # lock name -> (owner, expiry)
 
-    def get(self, net: str, key: str) -> Evaluation | None:
+    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
         """As :meth:`EvalStore.get`."""
-        return self.store.get(net, key)
+        return self.store.get(net, key, lineage)
+
+    def with_weights(self, net: str, key: str) -> Evaluation | None:
+        """As :meth:`EvalStore.with_weights`."""
+        return self.store.with_weights(net, key)
+
+    def set_weights(self, evaluation: Evaluation, weights: str) -> None:
+        """As :meth:`EvalStore.set_weights`."""
+        self.store.set_weights(evaluation, weights)
 
     def put(self, evaluation: Evaluation) -> None:
         """As :meth:`EvalStore.put`."""
@@ -110,9 +118,17 @@ class RemoteStore:
     def _call(self, method: str, *args: Any) -> Any:
         return self._ray.get(getattr(self._actor, method).remote(*args))
 
-    def get(self, net: str, key: str) -> Evaluation | None:
+    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
         """As :meth:`EvalStore.get`."""
-        return self._call("get", net, key)
+        return self._call("get", net, key, lineage)
+
+    def with_weights(self, net: str, key: str) -> Evaluation | None:
+        """As :meth:`EvalStore.with_weights`."""
+        return self._call("with_weights", net, key)
+
+    def set_weights(self, evaluation: Evaluation, weights: str) -> None:
+        """As :meth:`EvalStore.set_weights`."""
+        self._call("set_weights", evaluation, weights)
 
     def put(self, evaluation: Evaluation) -> None:
         """As :meth:`EvalStore.put`."""

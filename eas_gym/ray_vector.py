@@ -27,6 +27,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
@@ -60,6 +61,9 @@ class _EnvWorker:
 
         import eas_gym  # noqa: F401  (a worker process must register the ids)
 
+        # Ray sets OMP_NUM_THREADS to the actor's CPUs; torch's pool must follow it too.
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        torch.set_num_threads(max(1, int(cpus)))
         self.env = gym.make(env_id, **kwargs)
         for wrapper in wrappers:
             self.env = wrapper(self.env)
@@ -82,12 +86,17 @@ class _EnvWorker:
             result = self._run(entry)
             self._applied += 1
             if entry[0] == "step" and self._applied < len(entries):  # a replayed step
-                replayed, hits = replayed + 1, hits + bool(result[-1].get("cache_hit", False))
+                hit = self.env.unwrapped.step_provenance["cache_hit"]
+                replayed, hits = replayed + 1, hits + bool(hit)
         recovery = None
         if self._restarted:
             self._restarted = False
             recovery = {"pid": os.getpid(), "replayed": replayed, "hits": hits}
         return result, recovery
+
+    def get_attr(self, name: str) -> Any:
+        """An attribute of the env (through its wrappers)."""
+        return self.env.get_wrapper_attr(name)
 
     def close(self) -> None:
         """Close the env (its store connection)."""
@@ -283,6 +292,11 @@ class RayVectorEnv(VectorEnv):
             self.single_observation_space, [r[0] for r in results], self._observations
         )
         return deepcopy(self._observations), rewards, terminated, truncated, infos
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Each copy's attribute `name` (as ``SyncVectorEnv.get_attr``)."""
+        ray = import_ray()
+        return tuple(ray.get([a.get_attr.remote(name) for a in self._actors]))
 
     def close_extras(self, **kwargs: Any) -> None:
         """Close each copy's env, end the actors, and shut Ray down if this object started it."""

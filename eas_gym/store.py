@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
 import sqlite3
 import tempfile
 import time
-import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,13 +30,31 @@ import torch
 
 from eas_gym.net import StateDict
 
-__all__ = ["Evaluation", "EvalStore", "config_key", "default_store_path", "open_store"]
+__all__ = [
+    "BY_NET",
+    "SCHEMA_VERSION",
+    "Evaluation",
+    "EvalStore",
+    "StoreError",
+    "config_key",
+    "default_store_path",
+    "open_store",
+]
+
+SCHEMA_VERSION = 2
+"""The store's layout (``PRAGMA user_version``). 0: eas_gym 0.1.0, one row per (net, config);
+2: a ``lineage`` column, one row per (net, config, lineage). Older stores are migrated on open:
+their rows keep ``lineage = ''``, the paper's net-string cache (see :data:`BY_NET`)."""
+
+BY_NET = ""
+"""The lineage of rows cached by net string alone (the paper's cache, ``cache_by="net"``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     net TEXT NOT NULL,
     config_key TEXT NOT NULL,
+    lineage TEXT NOT NULL DEFAULT '',
     parent TEXT,
     transforms TEXT NOT NULL DEFAULT '[]',
     accuracy REAL NOT NULL,
@@ -49,9 +68,17 @@ CREATE TABLE IF NOT EXISTS evaluations (
     oom INTEGER NOT NULL DEFAULT 0,
     weights TEXT,
     created REAL NOT NULL,
-    UNIQUE (net, config_key)
+    UNIQUE (net, config_key, lineage)
 );
 """
+_COLUMNS_V0 = (
+    "id, net, config_key, parent, transforms, accuracy, loss, params, flops, seconds, config, "
+    "seed, diverged, oom, weights, created"
+)
+
+
+class StoreError(ValueError):
+    """A store, or a file it points to, is damaged, foreign or unreachable (the message says)."""
 
 
 def default_store_path() -> Path:
@@ -87,6 +114,9 @@ class Evaluation:
         diverged: Training stopped on a non-finite loss.
         oom: Training ran out of device memory (not served as a cache hit).
         weights: Path of its saved weights, relative to the store's folder, if kept.
+        lineage: What made this evaluation: a hash of the start network, the transforms with
+            their noise seed and the training seeds (see ``EASEnv``); :data:`BY_NET` for rows
+            cached by net string alone.
     """
 
     net: str
@@ -103,6 +133,7 @@ class Evaluation:
     diverged: bool = False
     oom: bool = False
     weights: str | None = None
+    lineage: str = BY_NET
 
 
 class EvalStore:
@@ -120,30 +151,84 @@ class EvalStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        if not isinstance(path, str | os.PathLike) or not str(path):
+            raise TypeError(f"Expected `store` to be a path or ':memory:', actually: {path!r}")
         self.path = str(path)
         if self.path == ":memory:":
             self.root = Path(tempfile.mkdtemp(prefix="eas_gym_store_"))
         else:
-            self.root = Path(self.path).expanduser().resolve().parent
-            self.root.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        # Switching a new database to WAL fails at once ("database is locked") rather than
-        # waiting when another process opens it at the same moment: one process at a time.
-        with self.lock(f"open-{self.path}"):
-            if self.path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SCHEMA)
+            file = Path(self.path).expanduser()
+            if file.is_dir():
+                raise StoreError(
+                    f"store {self.path} is a folder; pass a file path such as "
+                    f"{file / 'store.sqlite'}"
+                )
+            self.root = file.resolve().parent
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the store's folder {self.root}: {e}") from e
+            if file.exists() and file.stat().st_size == 0:
+                warnings.warn(
+                    f"store {self.path} is an empty file: starting a new store there", stacklevel=2
+                )
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            # Switching a new database to WAL fails at once ("database is locked") rather than
+            # waiting when another process opens it at the same moment: one process at a time.
+            with self.lock(f"open-{self.path}"):
+                if self.path != ":memory:":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path} cannot be opened as an eas_gym store: {e}") from e
 
-    def get(self, net: str, key: str) -> Evaluation | None:
-        """The stored evaluation of `net` under `key`, or None (OOM results do not count)."""
+    def _migrate(self) -> None:
+        """Create the tables, or bring a store written by an older release to this layout."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} has layout {version}, newer than this eas_gym's "
+                f"{SCHEMA_VERSION}: upgrade eas_gym"
+            )
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
+        if "evaluations" in tables and version < 2:
+            # 0.1.0 had UNIQUE (net, config_key) and no lineage: rebuild the table, keeping
+            # every row as a net-string cache row.
+            self._conn.executescript(
+                "BEGIN; ALTER TABLE evaluations RENAME TO evaluations_v0;"
+                + _SCHEMA
+                + f"INSERT INTO evaluations ({_COLUMNS_V0}) "
+                f"SELECT {_COLUMNS_V0} FROM evaluations_v0; DROP TABLE evaluations_v0; COMMIT;"
+            )
+        else:
+            self._conn.executescript(_SCHEMA)
+        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
+        """The stored evaluation of `net` under `key` and `lineage`, or None (OOM rows don't count).
+
+        `lineage` :data:`BY_NET` finds the net-string cache row (the paper's cache).
+        """
         row = self._conn.execute(
-            "SELECT * FROM evaluations WHERE net = ? AND config_key = ? AND oom = 0", (net, key)
+            "SELECT * FROM evaluations WHERE net = ? AND config_key = ? AND lineage = ? "
+            "AND oom = 0",
+            (net, key, lineage),
+        ).fetchone()
+        return None if row is None else _from_row(row)
+
+    def with_weights(self, net: str, key: str) -> Evaluation | None:
+        """The newest evaluation of `net` under `key` (any lineage) whose weights were kept."""
+        row = self._conn.execute(
+            "SELECT * FROM evaluations WHERE net = ? AND config_key = ? AND oom = 0 "
+            "AND weights IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (net, key),
         ).fetchone()
         return None if row is None else _from_row(row)
 
     def put(self, evaluation: Evaluation) -> None:
-        """Record `evaluation`; an existing ``(net, config_key)`` is kept unless it was an OOM."""
+        """Record `evaluation`; an existing row of its (net, key, lineage) is kept unless OOM."""
         record = asdict(evaluation)
         record["transforms"] = json.dumps(record["transforms"])
         record["config"] = json.dumps(record["config"], sort_keys=True, default=str)
@@ -153,9 +238,17 @@ class EvalStore:
         updates = ", ".join(f"{c} = excluded.{c}" for c in record)
         # First writer wins, except that a real result replaces an out-of-memory one.
         self._conn.execute(
-            f"INSERT INTO evaluations ({columns}) VALUES ({marks}) ON CONFLICT (net, config_key) "
+            f"INSERT INTO evaluations ({columns}) VALUES ({marks}) "
+            f"ON CONFLICT (net, config_key, lineage) "
             f"DO UPDATE SET {updates} WHERE evaluations.oom = 1",
             tuple(record.values()),
+        )
+
+    def set_weights(self, evaluation: Evaluation, weights: str) -> None:
+        """Point `evaluation`'s row at new weights (its file was lost and it was retrained)."""
+        self._conn.execute(
+            "UPDATE evaluations SET weights = ? WHERE net = ? AND config_key = ? AND lineage = ?",
+            (weights, evaluation.net, evaluation.config_key, evaluation.lineage),
         )
 
     def all(self, key: str | None = None) -> list[Evaluation]:
@@ -171,22 +264,52 @@ class EvalStore:
     # ---- weights -------------------------------------------------------------------------
 
     def save_weights(self, net: str, key: str, state: StateDict) -> str:
-        """Write `state` atomically; returns its path relative to the store's folder."""
-        # One file per write: if two writers ever race, each row points at its own weights.
-        name = f"weights/{config_key({'net': net, 'key': key})}-{uuid.uuid4().hex[:8]}.pt"
+        """Write `state` atomically; returns its path relative to the store's folder.
+
+        The file is named by the SHA-256 of its bytes, which :meth:`load_weights` checks.
+        """
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+        data = buffer.getvalue()
+        name = f"weights/sha256-{hashlib.sha256(data).hexdigest()[:40]}.pt"
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, target)
         return name
 
     def load_weights(self, evaluation: Evaluation) -> StateDict | None:
-        """The saved weights of `evaluation` (on CPU), or None if none were kept."""
-        if evaluation.weights is None or not (self.root / evaluation.weights).exists():
+        """The saved weights of `evaluation` (on CPU); None if none were kept or the file is gone.
+
+        Raises:
+            StoreError: The path leaves the store's folder, the file does not match its
+                checksum, or it is not a weights file this project wrote.
+        """
+        if evaluation.weights is None:
             return None
-        return torch.load(self.root / evaluation.weights, map_location="cpu", weights_only=True)
+        path = (self.root / evaluation.weights).resolve()
+        if not path.is_relative_to(self.root.resolve()) or Path(evaluation.weights).is_absolute():
+            raise StoreError(
+                f"store {self.path}: weights path {evaluation.weights!r} of {evaluation.net} "
+                "leads outside the store's folder; refused"
+            )
+        if not path.exists():
+            warnings.warn(
+                f"store {self.path}: the weights file {evaluation.weights} of {evaluation.net} "
+                "is missing",
+                stacklevel=2,
+            )
+            return None
+        data = path.read_bytes()
+        expected = _checksum_of(evaluation.weights)
+        if expected is not None and not hashlib.sha256(data).hexdigest().startswith(expected):
+            raise StoreError(f"weights file {path} does not match its checksum: it was altered")
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several kinds on a damaged or foreign file
+            raise StoreError(f"weights file {path} cannot be read as weights: {e}") from e
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -216,6 +339,12 @@ class EvalStore:
 
     def __setstate__(self, state: dict[str, str]) -> None:
         self.__init__(state["path"])
+
+
+def _checksum_of(name: str) -> str | None:
+    """The SHA-256 prefix in a weights file name (None for 0.1.0's unchecked names)."""
+    stem = Path(name).stem
+    return stem.removeprefix("sha256-") if stem.startswith("sha256-") else None
 
 
 def _from_row(row: sqlite3.Row) -> Evaluation:

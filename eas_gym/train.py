@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +184,7 @@ def fine_tune(
     *,
     generator: torch.Generator,
     device: torch.device | str = "auto",
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train `net` in place with SGD on `data`, then evaluate it on ``config.eval_split``.
 
@@ -197,6 +198,8 @@ def fine_tune(
         config: Optimiser, schedule, augmentation and evaluation settings.
         generator: A CPU generator for the batch order and augmentation.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:1"``...
+        on_epoch: Called after each epoch with the epochs done and the epoch's mean loss
+            (progress display; it costs one host sync per epoch).
 
     Returns:
         The result; divergence and OOM are reported in it, not raised.
@@ -219,7 +222,17 @@ def fine_tune(
         with _cudnn_benchmark(device.type == "cuda"):
             if channels_last:
                 net.to(memory_format=torch.channels_last)
-            _train(net, train.to(device), data, config, generator, progress, amp, channels_last)
+            _train(
+                net,
+                train.to(device),
+                data,
+                config,
+                generator,
+                progress,
+                amp,
+                channels_last,
+                on_epoch,
+            )
             if eval_split is not None and len(eval_split) and not progress.diverged:
                 accuracy, eval_loss = evaluate(
                     net,
@@ -324,6 +337,7 @@ def _train(
     progress: _Progress,
     amp: bool,
     channels_last: bool,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> None:
     """SGD steps on `train` (on its device), recorded in `progress`."""
     device = train.device
@@ -344,6 +358,7 @@ def _train(
     net.train()
     start = time.perf_counter()
     epoch_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
+    epoch = 0
     while progress.steps < total_steps:
         epoch_loss.zero_()
         epoch_steps = 0
@@ -367,7 +382,12 @@ def _train(
                     progress.diverged = True
                     return
             if done:
-                return
+                break
+        epoch += 1
+        if on_epoch is not None and epoch_steps:
+            on_epoch(epoch, epoch_loss.item() / epoch_steps)
+        if progress.steps >= total_steps:
+            return
 
 
 def _epoch(

@@ -8,6 +8,10 @@ import torch
 from eas_gym.arch import Arch
 from eas_gym.net import EASNet, build_net
 
+# Tiny networks: one thread is as fast, and a test process must not take every core of a
+# shared machine (processes x threads <= cores; see eas_gym.vector.worker_threads).
+torch.set_num_threads(1)
+
 
 def trained_like(arch: Arch, seed: int = 0) -> EASNet:
     """A net with random BN affine/statistics and O(1) logits (a fresh init hides BN bugs)."""

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -119,3 +121,23 @@ def test_bad_values():
         SearchSpace(filters=(8, 4), units=(8,))
     with pytest.raises(ValueError, match="`kernels` must all be odd"):
         SearchSpace(filters=(4,), units=(8,), kernels=(2,))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("C16-3 MP MP", "pool at layer 1 must be followed by a conv"),
+        ("C0-3", "`filters` <= 16384, got 0"),
+        ("C16-4", "odd `kernel`"),
+        ("C99999999-3 GAP", "got 99999999"),
+        ("C\uff116-3 GAP", "bad token"),  # a full-width digit
+        ("C16-3 MP C8-3", "exactly one 'GAP'"),
+        ("D8 4x10000000000", "over 1024"),
+        ("D8 100000 T 4", "growth rates must be ints in [1, 4096]"),
+    ],
+)
+def test_net_strings_report_the_first_real_fault(text, message):
+    from eas_gym.family import parse_net
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_net(text)

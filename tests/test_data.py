@@ -12,6 +12,7 @@ from eas_gym.data import (
     DATASETS,
     DatasetNotFoundError,
     Split,
+    check_dataset,
     default_data_dir,
     iterate_batches,
     load_dataset,
@@ -85,10 +86,14 @@ def test_missing_files_error_says_what_where_and_how(tmp_path):
         load_dataset("cifar10", data_dir=tmp_path)
     assert isinstance(info.value, FileNotFoundError)
     message = str(info.value)
-    assert str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in message
-    assert str(tmp_path / "cifar-10-batches-py" / "test_batch") in message
-    for hint in ("`data_dir=`", "EAS_DATA_DIR", "`download=True`"):
+    assert str(tmp_path) in message and "7 of its 7 files missing (e.g. data_batch_1)" in message
+    for hint in ("`data_dir`", "--data-dir", "EAS_DATA_DIR", "`download=True`", "--download"):
         assert hint in message
+    assert "\n" not in message  # one line for the command line
+    with pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py/"):
+        check_dataset("cifar10", tmp_path, download=False)
+    check_dataset("cifar10", tmp_path, download=True)  # torchvision will fetch it
+    check_dataset("synthetic", None, download=False)
 
 
 def test_svhn_missing_files_named(tmp_path):

@@ -127,7 +127,7 @@ def test_param_count_and_shapes_match_module(arch):
         ("D8 4 | T | 4", r"bad token '\|'"),
         ("D8 4 X", "bad token 'X'.*'<k>x<units>'"),
         ("D8 4x0", "bad token '4x0'.*>= 1 unit"),
-        ("D8 0", "growth rates must be ints >= 1"),
+        ("D8 0", r"growth rates must be ints in \[1, 4096\]"),
         ("D0 4", "`stem` >= 1"),
         ("D8 4 -2", "bad token '-2'"),
     ],

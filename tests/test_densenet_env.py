@@ -165,7 +165,7 @@ def test_parse_net_and_build_model_pick_the_family():
 def test_env_ids_register_the_three_settings():
     envs = [gym.make(env_id, store=":memory:").unwrapped for env_id in DENSE_IDS]
     assert [e.search_space.name for e in envs] == ["dense-paper", "dense-paper", "dense-small"]
-    assert [e.train_config.augment for e in envs] == [True, False, True]
+    assert [e.eval_config.train.augment for e in envs] == [True, False, True]
     assert str(envs[0].start_arch) == "D24 12x16 T 12x16 T 12x16"
     assert envs[0].config_key != envs[1].config_key  # augmentation changes every accuracy
     assert envs[2].observation_space["kind"].shape == (SPACE.max_units + 2,)

@@ -160,7 +160,7 @@ def test_illegal_deeper_position_is_a_noop():
         ({"schedule": ""}, "`schedule`"),
         ({"start_net": "C5-3 GAP"}, "width 5 not in"),
         ({"start_net": "C4-7 GAP"}, "kernel 7 not in"),
-        ({"start_net": "C4-3 MP"}, "GAP"),
+        ({"start_net": "C4-3 MP"}, "pool at layer 1 must be followed by a conv"),
         ({"evaluator": "oracle"}, "`evaluator`"),
         ({"probe_size": 0}, "`probe_size`"),
         ({"cost_weight": -1.0}, "`cost_weight`"),
@@ -216,7 +216,8 @@ def test_preservation_is_reported_and_exact_without_noise():
     assert noisy.step(action)[4]["preservation_error"] > 0.0
 
 
-def test_cache_hits_skip_training(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("keep_weights", "retrained"), [(True, 0), (False, 2)])
+def test_cache_hits_skip_training(tmp_path, monkeypatch, keep_weights, retrained):
     calls = []
     real = scorer_module.fine_tune
 
@@ -226,16 +227,21 @@ def test_cache_hits_skip_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(scorer_module, "fine_tune", counting)
     store = str(tmp_path / "store.sqlite")
-    first = gym.make("EAS-Synthetic-v0", store=store, schedule="WWD", noise=False)
+    kwargs = {"store": store, "schedule": "WWD", "noise": False, "keep_weights": keep_weights}
+    first = gym.make("EAS-Synthetic-v0", **kwargs)
     first.action_space.seed(0)
     traj1 = rollout(first, 3)
     trained = len(calls)
     assert trained == 1 + 3  # the start net, then three changed children
-    second = gym.make("EAS-Synthetic-v0", store=store, schedule="WWD", noise=False)
+    assert first.unwrapped.last_episode_provenance["cache_hits"] == 0
+    second = gym.make("EAS-Synthetic-v0", **kwargs)
     second.action_space.seed(0)
     traj2 = rollout(second, 3)
-    assert len(calls) == trained  # nothing trained again, start net included
-    assert [t[5] for t in traj2[1:]] == [t[5] for t in traj1[1:]]
+    # Dense: a hit without stored weights is trained again when the episode goes on from it
+    # (same result); the last child and the start net are never trained again.
+    assert len(calls) == trained + retrained
+    assert second.unwrapped.last_episode_provenance["cache_hits"] == 3 - retrained
+    assert [t[1:] for t in traj2[1:]] == [t[1:] for t in traj1[1:]]
     assert len(EvalStore(store).all(first.unwrapped.config_key)) == 3
 
 

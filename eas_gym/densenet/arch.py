@@ -35,8 +35,10 @@ __all__ = [
     "DENSE_SMALL_START",
 ]
 
-_STEM = re.compile(r"^D(\d+)$")
-_RUN = re.compile(r"^(\d+)(?:x(\d+))?$")
+_STEM = re.compile(r"^D([0-9]+)$")  # ASCII digits only
+_RUN = re.compile(r"^([0-9]+)(?:x([0-9]+))?$")
+_MAX_GROWTH = 4096  # sanity bounds: larger would not fit in memory
+_MAX_UNITS = 1024
 _EXAMPLE = "'D24 12x16 T 12x16 T 12x16'"
 
 
@@ -88,9 +90,13 @@ class DenseArch:
         for b, block in enumerate(blocks):
             if not block:
                 raise ValueError(f"block {b} of `blocks` is empty; each block needs >= 1 unit")
+            if len(block) > _MAX_UNITS:
+                raise ValueError(f"block {b} has {len(block)} units, over {_MAX_UNITS}")
             for k in block:
-                if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                    raise ValueError(f"growth rates must be ints >= 1, got {k!r} in block {b}")
+                if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_GROWTH:
+                    raise ValueError(
+                        f"growth rates must be ints in [1, {_MAX_GROWTH}], got {k!r} in block {b}"
+                    )
         for b in range(len(blocks) - 1):
             if self.transition_width(b) < 1:
                 raise ValueError(
@@ -216,6 +222,8 @@ class DenseArch:
                 blocks.append([])
             elif m := _RUN.match(token):
                 count = 1 if m[2] is None else int(m[2])
+                if count > _MAX_UNITS:  # refuse before building a huge list
+                    raise ValueError(f"bad token {token!r}: {count} units, over {_MAX_UNITS}")
                 if count < 1:
                     raise ValueError(f"bad token {token!r} in {text!r}: a run needs >= 1 unit")
                 blocks[-1] += [int(m[1])] * count
