@@ -1,16 +1,44 @@
-"""Compare search agents over seeds: a table of sampled-network accuracy and a plot."""
+"""Compare search agents over seeds, as a reviewer asks: mean +- SE, CIs, p-values, rechecks.
+
+``agents x seeds`` searches (resumable, one shared evaluation store), then per run: the mean
+validation accuracy of the last third of its sampled networks, the best validation accuracy
+(best-so-far at the end), the *test* accuracy of that best-by-validation network (evaluated once
+per distinct network and cached in ``test_accuracy.json``), and optionally the mean of a
+recheck (:func:`agents.runner.run_recheck`: fresh episodes of the final policy whose children
+are fine-tuned again, never read from the store). Each is summarised as mean +- standard error
+over seeds, and every agent is compared with ``random`` by Welch's t-test (difference, 95% CI,
+two-sided p; :mod:`agents.stats`).
+
+Writes ``compare.json`` (every per-seed number), ``compare.md`` (the tables) and
+``compare.png`` (best-so-far validation accuracy against networks evaluated and against
+cumulative training seconds, mean +- SE bands, the start network as a reference line).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
-from agents.runner import SearchArgs, run_search
+from agents.registry import AgentSpec, parse_agent_spec
+from agents.runner import SearchArgs, run_recheck, run_search
+from agents.stats import best_so_far, mean_se, welch
 
-__all__ = ["compare", "summarise"]
+__all__ = ["METRICS", "compare", "summarise"]
+
+METRICS = {
+    "last_third_mean": "last-third mean (val)",
+    "best": "best (val)",
+    "test_of_best": "test acc of best-by-val",
+    "recheck_mean": "recheck mean (fresh fine-tunes)",
+}
+"""The per-run metrics of a comparison and their table headings."""
+
+REFERENCE = "random"
 
 
 def summarise(accuracies: list[float]) -> dict[str, float]:
@@ -32,96 +60,245 @@ def compare(
     env_id: str,
     *,
     agents: list[str],
-    seeds: int,
+    seeds: int = 10,
     nets: int,
     batch: int = 10,
     out: str = "runs/compare",
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
+    recheck: int = 0,
+    test: bool = True,
+    first_seed: int = 0,
 ) -> str:
-    """Run (or resume, or reuse) ``agents x seeds`` searches; write and return a table.
+    """Run (or resume, or reuse) ``agents x seeds`` searches; write and return the tables.
 
-    Every run shares one evaluation store under `out`, so the start network is trained once
-    and a network sampled by several runs is trained once (as the paper's cache does).
-    Writes ``compare.json``, ``compare.md`` and ``compare.png`` to `out`.
+    Args:
+        env_id: A registered env id.
+        agents: Agent specs (``"reinforce"``, ``"reinforce[lr=0.01]"``, ``"random"``...).
+        seeds: Seeds per agent (``first_seed`` .. ``first_seed + seeds - 1``).
+        nets: Networks per search (rounded up to a multiple of `batch`).
+        batch: Networks per agent update.
+        out: The comparison folder: one run folder per agent and seed, one shared store.
+        env_kwargs: Passed to ``gym.make``.
+        progress: Show progress bars (one per run, labelled agent and seed).
+        recheck: Fresh episodes per run from its final policy, fine-tuned again (0: none).
+        test: Evaluate each run's best-by-validation network on the test split.
+        first_seed: The first seed.
+
+    Raises:
+        ValueError: Bad agent specs or options, `seeds` < 1 or `recheck` < 0, before any run.
     """
-    if seeds < 1:
-        raise ValueError(f"`seeds` must be >= 1, got {seeds}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"Expected `seeds` >= 1, actually: {seeds!r}")
+    if not isinstance(recheck, int) or recheck < 0:
+        raise ValueError(f"Expected `recheck` >= 0, actually: {recheck!r}")
+    specs = [parse_agent_spec(a) for a in agents]
+    labels = [s.label() for s in specs]
+    if not specs or len(set(labels)) != len(labels):
+        raise ValueError(f"`agents` must name distinct agents, got {agents}")
     root = Path(out)
-    runs: dict[str, list[list[float]]] = {}
-    for agent in agents:
-        for seed in range(seeds):
-            children = run_search(
-                SearchArgs(
-                    env_id=env_id,
-                    agent=agent,
-                    nets=nets,
-                    batch=batch,
-                    seed=seed,
-                    out=str(root / agent / f"seed-{seed}"),
-                    store=str(root / "store.sqlite"),
-                    env_kwargs=dict(env_kwargs or {}),
-                    progress=progress,
-                )
-            )
-            runs.setdefault(agent, []).append([c["accuracy"] for c in children])
-    rows = {}
-    for agent, accs in runs.items():
-        stats = [summarise(a) for a in accs]
-        rows[agent] = {
-            key: {
-                "mean": float(np.mean([s[key] for s in stats])),
-                "std": float(np.std([s[key] for s in stats])),
-            }
-            for key in stats[0]
-        }
-    (root / "compare.json").write_text(
-        json.dumps(
-            {"env_id": env_id, "nets": nets, "seeds": seeds, "agents": rows, "runs": runs}, indent=2
-        )
-    )
-    table = _table(rows, nets, seeds)
+    env_kwargs = dict(env_kwargs or {})
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    for seed in range(first_seed, first_seed + seeds):  # seed-major: partial results stay balanced
+        for spec in specs:
+            args = _search_args(env_id, spec, seed, nets, batch, root, env_kwargs, progress)
+            children = run_search(args)
+            run: dict[str, Any] = {"seed": seed, "children": children}
+            if recheck:
+                run["recheck"] = run_recheck(args, recheck)
+            runs[spec.label()].append(run)
+    probe = gym.make(env_id, **{**env_kwargs, "store": str(root / "store.sqlite")})
+    try:
+        start_accuracy = probe.unwrapped.scorer.start()[1]
+        tests = _test_accuracies(probe.unwrapped, runs, root) if test else {}
+    finally:
+        probe.close()
+    per_run = {label: [_run_metrics(r, tests) for r in rs] for label, rs in runs.items()}
+    rows = _rows(per_run)
+    result = {
+        "env_id": env_id,
+        "nets": nets,
+        "batch": batch,
+        "seeds": list(range(first_seed, first_seed + seeds)),
+        "recheck": recheck,
+        "start_accuracy": start_accuracy,
+        "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
+        "agents": rows,
+        "runs": per_run,
+    }
+    (root / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = format_tables(result)
     (root / "compare.md").write_text(table + "\n")
-    _plot(runs, root / "compare.png", env_id)
+    plot_comparison(runs, start_accuracy, root / "compare.png", env_id)
     return table
 
 
-def _table(rows: dict[str, dict[str, dict[str, float]]], nets: int, seeds: int) -> str:
+def _search_args(env_id, spec: AgentSpec, seed, nets, batch, root: Path, env_kwargs, progress):
+    return SearchArgs(
+        env_id=env_id,
+        agent=spec.name,
+        agent_options=dict(spec.options),
+        nets=nets,
+        batch=batch,
+        seed=seed,
+        out=str(root / spec.folder_name() / f"seed-{seed}"),
+        store=str(root / "store.sqlite"),
+        env_kwargs=dict(env_kwargs),
+        progress=progress,
+    )
+
+
+def _test_accuracies(env, runs: dict[str, list[dict[str, Any]]], root: Path) -> dict[str, float]:
+    """Test accuracy of every run's best-by-validation network, once per net (cached on disk)."""
+    path = root / "test_accuracy.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    for rs in runs.values():
+        for r in rs:
+            net = max(r["children"], key=lambda c: c["accuracy"])["net"]
+            key = f"{env.config_key}|{net}"
+            if key not in cache:
+                arch = env.family.parse(net, env.start_arch.num_classes)
+                cache[key] = env.scorer.test_accuracy(arch)
+                path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
+    return {k.split("|", 1)[1]: v for k, v in cache.items() if k.startswith(env.config_key)}
+
+
+def _run_metrics(run: dict[str, Any], tests: dict[str, float]) -> dict[str, Any]:
+    children = run["children"]
+    acc = [c["accuracy"] for c in children]
+    best = max(children, key=lambda c: c["accuracy"])
+    metrics = {
+        "seed": run["seed"],
+        "last_third_mean": summarise(acc)["last_third_mean"],
+        "best": best["accuracy"],
+        "best_net": best["net"],
+        "test_of_best": tests.get(best["net"]),
+        "recheck_mean": None,
+        "train_seconds": float(sum(c["train_seconds"] for c in children)),
+        "cache_hits": int(sum(c["cache_hit"] for c in children)),
+        "accuracies": acc,
+        "cumulative_train_seconds": np.cumsum([c["train_seconds"] for c in children]).tolist(),
+    }
+    if run.get("recheck"):
+        metrics["recheck_mean"] = float(np.mean([c["accuracy"] for c in run["recheck"]]))
+        metrics["recheck_accuracies"] = [c["accuracy"] for c in run["recheck"]]
+    return metrics
+
+
+def _rows(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per agent: each metric's mean +- SE over seeds, and its difference to random."""
+    rows: dict[str, dict[str, Any]] = {}
+    for label, runs in per_run.items():
+        row: dict[str, Any] = {}
+        for metric in METRICS:
+            values = [r[metric] for r in runs if r[metric] is not None]
+            if not values:
+                continue
+            row[metric] = mean_se(values)
+            reference = [r[metric] for r in per_run.get(REFERENCE, []) if r[metric] is not None]
+            if label != REFERENCE and reference:
+                row[metric]["vs_random"] = welch(values, reference)
+        rows[label] = row
+    return rows
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
+
+
+def format_tables(result: dict[str, Any]) -> str:
+    """The comparison as two Markdown tables: per agent, and each agent minus random."""
+    seeds, metrics = len(result["seeds"]), [m for m in METRICS if m != "recheck_mean"]
+    if result["recheck"]:
+        metrics.append("recheck_mean")
     lines = [
-        f"networks per run: {nets}; seeds: {seeds}; mean ± std over seeds",
+        f"{result['env_id']}: {result['nets']} networks per run, {seeds} seeds per agent"
+        + (f", recheck {result['recheck']} fresh episodes per run" if result["recheck"] else "")
+        + f"; start network {_pct(result['start_accuracy'])}%. "
+        "Accuracy in %, mean ± SE over seeds.",
         "",
-        "| agent | mean acc (all) | mean acc (last third) | best acc |",
-        "|---|---|---|---|",
+        "| agent | " + " | ".join(METRICS[m] for m in metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
     ]
-    for agent, r in rows.items():
+    for label, row in result["agents"].items():
         cells = [
-            f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in ("mean", "last_third_mean", "best")
+            f"{_pct(row[m]['mean'])} ± {_pct(row[m]['se'])}" if m in row else "n/a" for m in metrics
         ]
-        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    differences = [
+        (label, m, row[m]["vs_random"])
+        for label, row in result["agents"].items()
+        for m in metrics
+        if m in row and "vs_random" in row[m]
+    ]
+    if differences:
+        lines += [
+            "",
+            f"Difference to {REFERENCE} (points; {result['test']}):",
+            "",
+            "| agent | metric | difference | 95% CI | p |",
+            "|---|---|---|---|---|",
+        ]
+        for label, m, d in differences:
+            ci = f"[{_pct(d['ci_low'])}, {_pct(d['ci_high'])}]"
+            p = "n/a" if not math.isfinite(d["p"]) else f"{d['p']:.3g}"
+            lines.append(f"| {label} | {METRICS[m]} | {_pct(d['diff'])} | {ci} | {p} |")
     return "\n".join(lines)
 
 
-def _plot(runs: dict[str, list[list[float]]], path: Path, title: str) -> None:
+def plot_comparison(
+    runs: dict[str, list[dict[str, Any]]], start_accuracy: float, path: Path, title: str
+) -> None:
+    """Best-so-far validation accuracy vs networks and vs training seconds, mean +- SE bands."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for agent, accs in runs.items():
-        n = min(len(a) for a in accs)
-        acc = np.array([a[:n] for a in accs])
-        x = np.arange(1, n + 1)
-        best = np.maximum.accumulate(acc, axis=1)
-        line = left.plot(x, best.mean(0), label=agent)[0]
-        left.fill_between(x, best.min(0), best.max(0), alpha=0.2, color=line.get_color())
-        window = min(10, n)
-        moving = np.array([np.convolve(a, np.ones(window) / window, mode="valid") for a in acc])
-        right.plot(x[window - 1 :], moving.mean(0), label=agent, color=line.get_color())
-    left.set(xlabel="networks sampled", ylabel="best accuracy so far", title=title)
-    right.set(xlabel="networks sampled", ylabel="moving-average accuracy", title="sampled nets")
-    left.legend(fontsize=8)
-    right.legend(fontsize=8)
-    fig.tight_layout()
+    timed = any(c["train_seconds"] > 0 for rs in runs.values() for r in rs for c in r["children"])
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(11 if timed else 6, 4), squeeze=False)
+    left = axes[0, 0]
+    for index, (label, rs) in enumerate(runs.items()):
+        color = f"C{index}"
+        n = min(len(r["children"]) for r in rs)
+        curves = np.array([best_so_far([c["accuracy"] for c in r["children"][:n]]) for r in rs])
+        _band(left, np.arange(1, n + 1), curves, color, f"{label} (n={len(rs)})")
+        if timed:
+            seconds = [np.cumsum([c["train_seconds"] for c in r["children"][:n]]) for r in rs]
+            grid = np.linspace(0, min(s[-1] for s in seconds), 200)
+            on_grid = np.array(
+                [
+                    c[np.clip(np.searchsorted(s, grid, side="right") - 1, 0, None)]
+                    for c, s in zip(curves, seconds, strict=True)
+                ]
+            )
+            _band(axes[0, 1], grid / 60, on_grid, color, label)
+    for ax, xlabel in zip(
+        axes[0], ("networks evaluated", "cumulative child training (minutes)"), strict=False
+    ):
+        ax.axhline(start_accuracy, color="grey", ls="--", lw=1, label="start network")
+        ax.set(xlabel=xlabel, ylabel="best validation accuracy so far")
+        ax.grid(alpha=0.3)
+    left.xaxis.get_major_locator().set_params(integer=True)
+    left.set_title(title)
+    handles, names = left.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        ncol=min(len(names), 4),
+        fontsize=8,
+        title="mean ± SE over seeds (shaded)",
+        title_fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * math.ceil(len(names) / 4), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _band(ax, x: np.ndarray, curves: np.ndarray, color: str, label: str) -> None:
+    mean = curves.mean(0)
+    se = curves.std(0, ddof=1) / math.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
+    ax.plot(x, mean, color=color, label=label)
+    ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.2, lw=0)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
+from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from eas_gym.data import load_dataset
 from eas_gym.env import NUM_CLASSES
-from eas_gym.export import load_arch, save_model
+from eas_gym.export import load_arch, load_state, save_model
 from eas_gym.family import AnyArch, build_model, parse_net
 from eas_gym.train import TrainConfig, fine_tune
 
@@ -27,6 +30,9 @@ def resolve_target(target: str) -> tuple[AnyArch | None, Path | None, dict[str, 
     (then the architecture is parsed later, once the dataset's classes are known).
     """
     path = Path(target)
+    looks_like_path = os.sep in target or target.startswith(".") or path.exists()
+    if looks_like_path and not path.exists():
+        raise FileNotFoundError(f"{target}: no such run folder or saved model folder")
     if (path / "best" / "arch.json").exists():
         config = json.loads((path / "config.json").read_text())
         env_kwargs = {**gym.spec(config["env_id"]).kwargs, **config["env_kwargs"]}
@@ -52,15 +58,20 @@ def final_train(
     out: str | None = None,
     seed: int = 0,
     augment: bool | None = None,
+    download: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train a found network on every training image (train + validation) and test it.
 
     Paper defaults: 300 epochs, lr 0.1 cosine, batch 64. A run's network starts from its
     inherited weights unless `scratch`; dataset, image size and augmentation default to the
-    run's (augmentation on for a net string).
+    run's (augmentation on for a net string). The trained network is saved to `out`
+    (default: ``RUN/final`` for a run folder, ``FOLDER-final`` beside a saved model,
+    ``runs/final`` for a net string).
 
     Returns:
-        A record with the net string, parameters, test accuracy, epochs and seconds.
+        A record with the net string, parameters, test accuracy, epochs, seconds and where
+        the network was saved.
     """
     arch, folder, run_env = resolve_target(target)
     dataset = dataset or run_env.get("dataset", "cifar10")
@@ -71,16 +82,14 @@ def final_train(
         raise ValueError(f"`dataset` must be one of {tuple(NUM_CLASSES)}, got {dataset!r}")
     if arch is None:
         arch = parse_net(target, num_classes=num_classes)
-    state = None
-    weights = folder / "weights.pt" if folder is not None else None
-    if not scratch and weights is not None and weights.exists():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = None if scratch or folder is None else load_state(folder)
     data = load_dataset(
         dataset,
         data_dir=data_dir,
         train_size=train_size,
         image_size=image_size,
         val_size=run_env.get("val_size"),
+        download=download,
     )
     net = build_model(arch, state, generator=torch.Generator().manual_seed(seed))
     if augment is None:
@@ -89,9 +98,16 @@ def final_train(
         epochs=epochs, lr=lr, augment=augment, train_split="train+val", eval_split="test"
     )
     start = time.perf_counter()
+    bar = tqdm(total=math.ceil(epochs), unit="epoch", disable=not progress, desc=str(arch))
     result = fine_tune(
-        net, data, config, generator=torch.Generator().manual_seed(seed), device=device
+        net,
+        data,
+        config,
+        generator=torch.Generator().manual_seed(seed),
+        device=device,
+        on_epoch=lambda epoch, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
     )
+    bar.close()
     record = {
         "net": arch.to_string(),
         "params": arch.num_params(),
@@ -105,6 +121,13 @@ def final_train(
         "diverged": result.diverged,
         "seconds": round(time.perf_counter() - start, 2),
     }
-    if out is not None:
-        save_model(out, arch, net.state_dict(), record)
+    if out is None:
+        if (Path(target) / "config.json").exists():
+            out = str(Path(target) / "final")
+        elif folder is not None:
+            out = str(folder.with_name(folder.name + "-final"))
+        else:
+            out = "runs/final"
+    record["saved_to"] = out
+    save_model(out, arch, net.state_dict(), record)
     return record

@@ -1,28 +1,26 @@
-"""Run a search into a run folder that survives interruption, and compare searches.
+"""Run a search into a run folder that survives interruption, and re-evaluate its final policy.
 
-A run folder holds:
-
-* ``config.json``: the search's arguments (a rerun must match them, except ``nets``);
-* ``children.jsonl``: one line per sampled network (the final network of each episode);
-* ``checkpoint.pt`` (protocol agents) or ``sb3_model.zip`` (SB3 agents): the agent's state;
-* ``store.sqlite`` and ``weights/``: the evaluation store (unless ``store`` points elsewhere);
-* ``best/``: the best network (``eas_gym.load_model(run / "best")``), and ``search.png``.
+A run folder (see :mod:`agents.run_folder`) holds the settings, the agent's checkpoint with every
+child record, ``children.jsonl``, the evaluation store (unless ``store`` points elsewhere),
+``best/`` (``eas_gym.load_model(run / "best")``) and ``search.png``.
 
 Protocol agents (:class:`agents.base.Agent`) checkpoint after every update of ``batch``
 networks, and each update's environments are seeded from ``(seed, update)``. Rerunning an
 interrupted search restores the agent and repeats the unfinished update; its children are found
 in the store (not trained again), so the result equals that of an uninterrupted run.
+
+:func:`run_recheck` is the honest re-evaluation: fresh episodes from the finished search's final
+policy, with new environment seeds and ``cache=False``, so every child is fine-tuned afresh and
+none is read from the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
-import os
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,22 +31,37 @@ from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent
+from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
+from agents.run_folder import (
+    check_config,
+    child_record,
+    load_checkpoint,
+    read_children,
+    read_jsonl,
+    repair_jsonl,
+    save_checkpoint,
+    write_jsonl,
+)
 from eas_gym.export import save_model
 from eas_gym.family import parse_net
-from eas_gym.store import EvalStore
+from eas_gym.store import BY_NET, EvalStore
 from eas_gym.vector import make_vector_env
 
-__all__ = ["AGENTS", "SearchArgs", "run_search", "read_children", "load_agent_class"]
+__all__ = [
+    "AGENTS",
+    "SearchArgs",
+    "check_env_args",
+    "episode_seed",
+    "load_agent_class",
+    "read_children",
+    "resolve_agent",
+    "run_recheck",
+    "run_search",
+]
 
-AGENTS = {
-    "reinforce": "agents.reinforce:Reinforce",
-    "random": "agents.random_search:RandomSearch",
-}
-"""Built-in protocol agents; SB3 algorithms (``ppo``, ``a2c``, ``maskable-ppo``) run apart."""
-
-_SB3 = ("ppo", "a2c", "maskable-ppo")
-_RESUMABLE_FIELDS_IGNORED = ("nets", "progress", "executor", "ray_address", "store_service")
 _EXECUTORS = ("local", "ray")
+RECHECK_UPDATE_OFFSET = 1_000_000
+"""Recheck batch ``j`` is seeded as update ``RECHECK_UPDATE_OFFSET + j``: never a search's."""
 
 
 @dataclass
@@ -58,7 +71,10 @@ class SearchArgs:
     env_id: str = "EAS-CIFAR10-CPU-v0"
     """A registered env id."""
     agent: str = "reinforce"
-    """reinforce, random, ppo, a2c, maskable-ppo, or ``module:Class`` (see agents.base)."""
+    """reinforce, random, evolution, local-search, ppo, a2c, maskable-ppo or ``module:Class``,
+    optionally with options: ``reinforce[lr=0.01]`` (see :mod:`agents.registry`)."""
+    agent_options: dict[str, Any] = field(default_factory=dict)
+    """More agent options (``--agent-set key=value``), merged over those in `agent`."""
     nets: int = 20
     """Networks to sample (episodes); rounded up to a multiple of `batch`."""
     batch: int = 10
@@ -75,6 +91,9 @@ class SearchArgs:
     """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
     progress: bool = True
     """Show a progress bar."""
+    threads: int | None = None
+    """Torch threads: of this process (synchronous), or of each worker process; None: this
+    process keeps torch's setting, workers share the cores (``eas_gym.vector.worker_threads``)."""
 
     # ---- where children are evaluated (does not change the results) ----
     executor: str = "local"
@@ -85,59 +104,117 @@ class SearchArgs:
     """``executor="ray"``: serve the store from one actor; None: on multi-node clusters."""
 
 
-def load_agent_class(spec: str) -> type:
-    """The class named by a built-in name or ``module:Class``; ValueError if it cannot load."""
-    target = AGENTS.get(spec, spec)
-    if ":" not in target:
-        raise ValueError(
-            f"unknown agent {spec!r}; expected one of {(*AGENTS, *_SB3)} or 'module:Class'"
-        )
-    module_name, _, class_name = target.partition(":")
+def resolve_agent(args: SearchArgs) -> AgentSpec:
+    """The agent spec of `args` (name and options), checked; ValueError if it is not valid."""
+    extra = [f"{k}={json.dumps(v)}" for k, v in args.agent_options.items()]
+    return parse_agent_spec(args.agent, extra)
+
+
+def check_env_args(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Refuse an unknown id, bad env arguments or a missing dataset before anything is written."""
+    import gymnasium as gym
+
+    from eas_gym.data import check_dataset
+
+    if env_id not in gym.registry:
+        known = sorted(k for k in gym.registry if k.startswith("EAS-"))
+        raise ValueError(f"unknown env {env_id!r}; registered: {', '.join(known)}")
+    kwargs = {**gym.spec(env_id).kwargs, **env_kwargs}
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot load agent {spec!r}: {e}") from e
-    missing = [
-        m
-        for m in ("act", "observe", "update", "state_dict", "load_state_dict")
-        if not callable(getattr(cls, m, None))
-    ]
-    if missing:
-        raise ValueError(f"agent {spec!r} does not implement {missing} (see agents.base.Agent)")
-    return cls
+        gym.make(env_id, **{**env_kwargs, "store": ":memory:"}).close()
+    except TypeError as e:  # gymnasium wraps the env's TypeError with the whole spec: shorten
+        raise ValueError(str(e).split(" was raised from the environment creator")[0]) from e
+    if kwargs.get("evaluator", "train") == "train":
+        check_dataset(
+            kwargs.get("dataset", "cifar10"), kwargs.get("data_dir"), kwargs.get("download", False)
+        )
 
 
-def read_children(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The sampled networks of a run folder, in order."""
-    path = Path(run) / "children.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def episode_seed(seed: int, update: int, batch: int) -> int:
+    """The reset seed of update `update`'s environments (env ``i`` gets ``seed + i``)."""
+    return seed * 1_000_003 + update * batch
 
 
 def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     """Run (or resume, or extend) a search; returns every sampled network's record."""
     if args.nets < 1 or args.batch < 1:
         raise ValueError(f"`nets` and `batch` must be >= 1, got {args.nets} and {args.batch}")
-    if args.agent not in _SB3:
-        load_agent_class(args.agent)  # fail before creating the run folder
-    _check_executor(args)
+    spec = resolve_agent(args)  # fail before creating the run folder
+    _check_executor(args, spec)
+    check_env_args(args.env_id, args.env_kwargs)
     out = Path(args.out)
-    _check_config(out, args)
+    check_config(out, _config_record(args, spec))
     store = args.store or str(out / "store.sqlite")
     env_kwargs = {"store": store, "keep_weights": True, **args.env_kwargs}
-    if args.agent in _SB3:
+    if spec.is_sb3:
         from agents.sb3_runner import run_sb3
 
-        children = run_sb3(args, out, env_kwargs)
+        children = run_sb3(args, spec, out, env_kwargs)
     else:
-        children = _run_protocol(args, out, env_kwargs)
+        children = _run_protocol(args, spec, out, env_kwargs)
     _export_best(children, out, store)
-    _plot(children, out / "search.png", title=f"{args.agent} on {args.env_id}")
+    _plot(children, out / "search.png", title=f"{spec.label()} on {args.env_id}")
     return children
 
 
-def _check_executor(args: SearchArgs) -> None:
+def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
+    """`episodes` fresh episodes from a finished search's final policy, never read from the store.
+
+    The agent is restored from the search's last checkpoint and acts without learning; the
+    environments get seeds no search update uses and ``cache=False``, so every child is
+    fine-tuned again with new seeds. `episodes` is rounded up to whole batches of
+    ``min(args.batch, episodes)``. Records go to ``recheck.jsonl`` (resumable per batch).
+
+    Raises:
+        ValueError: `episodes` < 1, or the search in ``args.out`` has not finished.
+    """
+    if episodes < 1:
+        raise ValueError(f"Expected `episodes` >= 1 for a recheck, actually: {episodes}")
+    spec = resolve_agent(args)
+    out = Path(args.out)
+    batch = min(args.batch, episodes)
+    episodes = math.ceil(episodes / batch) * batch  # whole batches, as `nets`
+    env_kwargs = {
+        "store": args.store or str(out / "store.sqlite"),
+        **args.env_kwargs,
+        "cache": False,
+    }
+    if spec.is_sb3:
+        from agents.sb3_runner import recheck_sb3
+
+        return recheck_sb3(args, spec, out, env_kwargs, episodes, batch)
+    final = load_checkpoint(out / "checkpoint.pt")
+    if final is None or final["update"] < math.ceil(args.nets / args.batch):
+        raise ValueError(f"the search in {out} has not finished; run it before its recheck")
+    envs = _make_envs(args, out, env_kwargs, num_envs=batch)
+    agent = _make_agent(spec, envs, args.seed)
+    saved = load_checkpoint(out / "recheck.pt")
+    if saved is not None and saved.get("episodes") == episodes:
+        agent.load_state_dict(saved["agent"])
+        records, done = list(saved["records"]), saved["batches"]
+    else:
+        agent.load_state_dict(final["agent"])
+        records, done = [], 0
+    repair_jsonl(out / "recheck.jsonl", records)
+    try:
+        for j in range(done, math.ceil(episodes / batch)):
+            seed = episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch)
+            records += _run_batch(envs, agent, seed, update=j)
+            state = {"agent": agent.state_dict(), "batches": j + 1, "records": records}
+            save_checkpoint({**state, "episodes": episodes}, out / "recheck.pt")
+            write_jsonl(out / "recheck.jsonl", records)
+    finally:
+        envs.close()
+    return records
+
+
+def _config_record(args: SearchArgs, spec: AgentSpec) -> dict[str, Any]:
+    record = dataclasses.asdict(args)
+    record["agent"], record["agent_options"] = spec.name, spec.options
+    return record
+
+
+def _check_executor(args: SearchArgs, spec: AgentSpec) -> None:
     if args.executor not in _EXECUTORS:
         raise ValueError(f"Expected `executor` in {_EXECUTORS}, actually: {args.executor!r}")
     if args.executor != "ray":
@@ -146,9 +223,9 @@ def _check_executor(args: SearchArgs) -> None:
         if args.store_service:
             raise ValueError("`store_service` needs `executor='ray'` (--executor ray)")
         return
-    if args.agent in _SB3:
+    if spec.is_sb3:
         raise ValueError(
-            f"SB3 agents ({args.agent}) evaluate children locally; "
+            f"SB3 agents ({spec.name}) evaluate children locally; "
             "use --executor local, or a protocol agent (reinforce, random, module:Class) on Ray"
         )
     from eas_gym.ray_vector import import_ray
@@ -159,125 +236,116 @@ def _check_executor(args: SearchArgs) -> None:
         raise ValueError(str(e)) from e
 
 
-def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any]):
+def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any], num_envs: int):
     """The local vector env, or one Ray actor per environment (recoveries: ray_failures.jsonl)."""
     if args.executor == "ray":
         from eas_gym.ray_vector import RayVectorEnv
 
         return RayVectorEnv(
             args.env_id,
-            args.batch,
+            num_envs,
             address=args.ray_address,
             store_service=args.store_service,
             failure_log=out / "ray_failures.jsonl",
             **env_kwargs,
         )
-    return make_vector_env(args.env_id, args.batch, asynchronous=args.asynchronous, **env_kwargs)
-
-
-def _check_config(out: Path, args: SearchArgs) -> None:
-    record = {
-        k: v for k, v in dataclasses.asdict(args).items() if k not in _RESUMABLE_FIELDS_IGNORED
-    }
-    path = out / "config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        diff = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
-        if diff:
-            raise ValueError(
-                f"run folder {out} holds a search with other settings ({', '.join(diff)}); "
-                "use another --out or the same settings"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-
-def _run_protocol(args: SearchArgs, out: Path, env_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-    num_updates = math.ceil(args.nets / args.batch)
-    envs = _make_envs(args, out, env_kwargs)
-    agent: Agent = load_agent_class(args.agent)(
-        envs.single_observation_space, envs.single_action_space, seed=args.seed
+    if args.threads is not None and not args.asynchronous:
+        torch.set_num_threads(args.threads)
+    return make_vector_env(
+        args.env_id, num_envs, asynchronous=args.asynchronous, threads=args.threads, **env_kwargs
     )
-    checkpoint = out / "checkpoint.pt"
-    done = 0
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
-        agent.load_state_dict(saved["agent"])
-        done = saved["update"]
-    # Children of an update that did not finish are dropped and that update is run again.
-    children = [c for c in read_children(out) if c["update"] < done]
-    _write_lines(out / "children.jsonl", children)
+
+
+def _make_agent(spec: AgentSpec, envs, seed: int) -> Agent:
+    cls = load_agent_class(spec.name)
+    return cls(envs.single_observation_space, envs.single_action_space, seed=seed, **spec.options)
+
+
+def _restore(agent: Agent, out: Path, batch: int) -> tuple[int, list[dict[str, Any]]]:
+    """(updates done, child records) from the checkpoint; children.jsonl is made to match."""
+    state = load_checkpoint(out / "checkpoint.pt")
+    if state is None:
+        children: list[dict[str, Any]] = []
+        done = 0
+    else:
+        agent.load_state_dict(state["agent"])
+        done = state["update"]
+        if "children" in state:
+            children = list(state["children"])
+        else:  # a run folder from before checkpoints held the records
+            children = [c for c in read_jsonl(out / "children.jsonl") if c["update"] < done]
+            if len(children) != done * batch:
+                raise ValueError(
+                    f"{out / 'children.jsonl'} holds {len(children)} records of the {done * batch} "
+                    "its checkpoint has finished; it cannot be repaired (this folder predates "
+                    "records in checkpoints): restore it or start again"
+                )
+    repair_jsonl(out / "children.jsonl", children)
+    return done, children
+
+
+def _run_protocol(
+    args: SearchArgs, spec: AgentSpec, out: Path, env_kwargs: dict[str, Any]
+) -> list[dict[str, Any]]:
+    num_updates = math.ceil(args.nets / args.batch)
+    envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
+    agent = _make_agent(spec, envs, args.seed)
+    done, children = _restore(agent, out, args.batch)
     bar = tqdm(
         total=num_updates * args.batch,
         initial=len(children),
+        desc=f"{spec.label()} seed {args.seed}",
         unit="net",
         disable=not args.progress,
         dynamic_ncols=True,
     )
     start, initial = time.perf_counter(), len(children)
     try:
-        with open(out / "children.jsonl", "a") as log:
-            for update in range(done, num_updates):
-                batch = _run_batch(envs, agent, args, update)
-                metrics = agent.update()
-                for record in batch:
-                    log.write(json.dumps(record) + "\n")
-                log.flush()
-                children += batch
-                _atomic_save(
-                    {"agent": agent.state_dict(), "update": update + 1, "metrics": metrics},
-                    checkpoint,
-                )
-                bar.update(len(batch))
-                elapsed = (time.perf_counter() - start) / 60
-                bar.set_postfix(
-                    best=f"{max(c['accuracy'] for c in children):.4f}",
-                    nets_per_min=f"{(len(children) - initial) / max(elapsed, 1e-9):.1f}",
-                )
+        for update in range(done, num_updates):
+            batch = _run_batch(envs, agent, episode_seed(args.seed, update, args.batch), update)
+            metrics = agent.update()
+            children += batch
+            save_checkpoint(
+                {
+                    "agent": agent.state_dict(),
+                    "update": update + 1,
+                    "metrics": metrics,
+                    "children": children,
+                },
+                out / "checkpoint.pt",
+            )
+            with open(out / "children.jsonl", "a") as log:
+                log.writelines(json.dumps(record) + "\n" for record in batch)
+            bar.update(len(batch))
+            elapsed = (time.perf_counter() - start) / 60
+            bar.set_postfix(
+                best=f"{max(c['accuracy'] for c in children):.4f}",
+                nets_per_min=f"{(len(children) - initial) / max(elapsed, 1e-9):.1f}",
+            )
     finally:
         bar.close()
         envs.close()
     return children
 
 
-def _run_batch(envs, agent: Agent, args: SearchArgs, update: int) -> list[dict[str, Any]]:
+def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any]]:
     """One episode in every environment; returns the final networks' records."""
-    obs, infos = envs.reset(seed=args.seed * 1_000_003 + update * args.batch)
-    returns = np.zeros(args.batch)
-    seconds = np.zeros(args.batch)
-    terminated = np.zeros(args.batch, dtype=bool)
+    obs, infos = envs.reset(seed=seed)
+    num_envs = envs.num_envs
+    returns = np.zeros(num_envs)
+    terminated = np.zeros(num_envs, dtype=bool)
     while not terminated.all():
         masks = np.stack([np.concatenate(m) for m in infos["action_mask"]]).astype(bool)
         actions = agent.act(obs, masks)
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         agent.observe(rewards, terminated)
         returns += rewards
-        seconds += infos["train_seconds"]
+    provenance = envs.get_attr("last_episode_provenance")
+    keys = ("net", "accuracy", "params", "flops", "lineage")
     return [
-        {
-            "update": update,
-            "env": i,
-            "net": str(infos["net"][i]),
-            "accuracy": float(infos["accuracy"][i]),
-            "params": int(infos["params"][i]),
-            "flops": int(infos["flops"][i]),
-            "return": float(returns[i]),
-            "cache_hit": bool(infos["cache_hit"][i]),
-            "train_seconds": float(seconds[i]),
-        }
-        for i in range(args.batch)
+        child_record(update, i, {k: infos[k][i] for k in keys}, returns[i], provenance[i])
+        for i in range(num_envs)
     ]
-
-
-def _write_lines(path: Path, records: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> None:
@@ -290,10 +358,17 @@ def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> 
     env = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path})
     arch = parse_net(best["net"], num_classes=env.unwrapped.start_arch.num_classes)
     store = EvalStore(store_path)
-    found = store.get(best["net"], env.unwrapped.config_key)
+    lineage = best.get("lineage", BY_NET)
+    found = store.get(best["net"], env.unwrapped.config_key, lineage)
     state = None if found is None else store.load_weights(found)
     store.close()
     env.close()
+    if state is None:
+        warnings.warn(
+            f"{out}: the store {store_path} holds no weights of the best network "
+            f"{best['net']}; best/ gets its architecture only",
+            stacklevel=3,
+        )
     save_model(
         out / "best", arch, state, {"accuracy": best["accuracy"], "env_id": config["env_id"]}
     )

@@ -1,52 +1,56 @@
 """Run an SB3 baseline into a run folder (see :mod:`agents.runner`), saving after each rollout.
 
-A rollout holds one whole episode per environment, so after each rollout the model is saved
-with the count of sampled networks. A rerun loads the model and learns for the rest of the
-budget. SB3's rollout buffer and RNG are not restored, so a resumed run is close to, not equal
-to, an uninterrupted one; children trained before the stop are found in the store.
+A rollout holds one whole episode per environment, so after each rollout the model's parameters
+(``model.get_parameters()``: policy and optimiser tensors), its step count and every child record
+are saved to ``sb3_state.pt``, read back with ``torch.load(weights_only=True)``: a file from
+elsewhere cannot run code. (SB3's own ``.zip`` format unpickles objects on load, so eas-gym
+writes ``sb3_model.zip`` for users but never reads it.) A rerun rebuilds the model from the run's
+settings, loads those parameters and learns for the rest of the budget. SB3's rollout buffer and
+RNG are not restored, so a resumed run is close to, not equal to, an uninterrupted one; children
+trained before the stop are found in the store.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
-from agents.sb3 import algo_class, make_sb3_model, make_sb3_vec_env
+from agents.registry import AgentSpec
+from agents.run_folder import (
+    child_record,
+    load_checkpoint,
+    repair_jsonl,
+    save_checkpoint,
+    write_jsonl,
+)
+from agents.sb3 import make_sb3_model, make_sb3_vec_env
 
-__all__ = ["run_sb3"]
+__all__ = ["run_sb3", "recheck_sb3"]
+
+_STATE = "sb3_state.pt"
 
 
 class _RecordChildren(BaseCallback):
-    """Appends each finished episode's network to ``children.jsonl``; saves per rollout."""
+    """Records each finished episode's network; saves the model after each rollout."""
 
     def __init__(self, out: Path, children: list[dict[str, Any]], batch: int) -> None:
         super().__init__()
         self.out, self.children, self.batch = out, children, batch
-        self.log = open(out / "children.jsonl", "a")  # closed at training end
 
     def _on_step(self) -> bool:
-        for i, (info, done) in enumerate(
-            zip(self.locals["infos"], self.locals["dones"], strict=True)
-        ):
+        infos, dones = self.locals["infos"], self.locals["dones"]
+        for i, (info, done) in enumerate(zip(infos, dones, strict=True)):
             if done:
-                record = {
-                    "update": len(self.children) // self.batch,
-                    "env": i,
-                    "net": info["net"],
-                    "accuracy": float(info["accuracy"]),
-                    "params": int(info["params"]),
-                    "flops": int(info["flops"]),
-                    "return": float(info["episode"]["r"]),
-                    "cache_hit": bool(info["cache_hit"]),
-                    "train_seconds": float(info["train_seconds"]),
-                }
-                self.children.append(record)
-                self.log.write(json.dumps(record) + "\n")
-        self.log.flush()
+                update = len(self.children) // self.batch
+                provenance = self.training_env.get_attr("last_episode_provenance", indices=i)[0]
+                self.children.append(
+                    child_record(update, i, info, info["episode"]["r"], provenance)
+                )
         return True
 
     def _on_rollout_start(self) -> None:
@@ -56,35 +60,94 @@ class _RecordChildren(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._save()
-        self.log.close()
 
     def _save(self) -> None:
-        self.model.save(self.out / "sb3_model.zip")
-        (self.out / "sb3_state.json").write_text(json.dumps({"nets": len(self.children)}))
+        state = {
+            "params": self.model.get_parameters(),
+            "num_timesteps": self.model.num_timesteps,
+            "nets": len(self.children),
+            "children": self.children,
+        }
+        save_checkpoint(state, self.out / _STATE)
+        write_jsonl(self.out / "children.jsonl", self.children)
+        self.model.save(self.out / "sb3_model.zip")  # for users; never loaded by eas-gym
 
 
-def run_sb3(args: Any, out: Path, env_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Train ``args.agent`` (ppo, a2c or maskable-ppo) until ``args.nets`` networks are sampled."""
-    from agents.runner import _write_lines, read_children
+def _model(spec: AgentSpec, venv: VecEnv, seed: int, saved: dict[str, Any] | None):
+    model = make_sb3_model(spec.name, venv, seed=seed, **spec.options)
+    if saved is not None:
+        model.set_parameters(saved["params"], exact_match=True)
+        model.num_timesteps = int(saved["num_timesteps"])
+    return model
 
+
+def run_sb3(
+    args: Any, spec: AgentSpec, out: Path, env_kwargs: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Train ``spec`` (ppo, a2c or maskable-ppo) until ``args.nets`` networks are sampled."""
     venv = make_sb3_vec_env(args.env_id, args.batch, seed=args.seed, env_kwargs=env_kwargs)
     episode_length = len(venv.get_attr("schedule", indices=0)[0])
     total = math.ceil(args.nets / args.batch) * args.batch
-    done = 0
-    if (out / "sb3_model.zip").exists() and (out / "sb3_state.json").exists():
-        model = algo_class(args.agent).load(out / "sb3_model.zip", env=venv)
-        done = json.loads((out / "sb3_state.json").read_text())["nets"]
-    else:
-        model = make_sb3_model(args.agent, venv, seed=args.seed)
-    children = read_children(out)[:done]
-    _write_lines(out / "children.jsonl", children)
-    if done < total:
-        callback = _RecordChildren(out, children, args.batch)
+    saved = load_checkpoint(out / _STATE)
+    model = _model(spec, venv, args.seed, saved)
+    children = [] if saved is None else list(saved["children"])
+    repair_jsonl(out / "children.jsonl", children)
+    if len(children) < total:
         model.learn(
-            total_timesteps=(total - done) * episode_length,
-            callback=callback,
+            total_timesteps=(total - len(children)) * episode_length,
+            callback=_RecordChildren(out, children, args.batch),
             reset_num_timesteps=False,
             progress_bar=False,
         )
     venv.close()
     return children
+
+
+def recheck_sb3(
+    args: Any,
+    spec: AgentSpec,
+    out: Path,
+    env_kwargs: dict[str, Any],
+    episodes: int,
+    batch: int,
+) -> list[dict[str, Any]]:
+    """Fresh episodes from the finished model's stochastic policy (see ``run_recheck``)."""
+    from agents.runner import RECHECK_UPDATE_OFFSET, episode_seed
+
+    saved = load_checkpoint(out / _STATE)
+    total = math.ceil(args.nets / args.batch) * args.batch
+    if saved is None or saved["nets"] < total:
+        raise ValueError(f"the search in {out} has not finished; run it before its recheck")
+    venv = make_sb3_vec_env(args.env_id, batch, seed=args.seed, env_kwargs=env_kwargs)
+    model = _model(spec, venv, args.seed, saved)
+    episode_length = len(venv.get_attr("schedule", indices=0)[0])
+    previous = load_checkpoint(out / "recheck.pt")
+    done_ok = previous is not None and previous.get("episodes") == episodes
+    records = list(previous["records"]) if done_ok else []
+    start = previous["batches"] if done_ok else 0
+    episodes = math.ceil(episodes / batch) * batch
+    masked = spec.name == "maskable-ppo"
+    try:
+        for j in range(start, math.ceil(episodes / batch)):
+            model.set_random_seed(episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch))
+            venv.seed(episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch))
+            obs = venv.reset()
+            returns = np.zeros(batch)
+            for _ in range(episode_length):
+                kwargs = {}
+                if masked:
+                    kwargs["action_masks"] = np.stack(venv.env_method("action_masks"))
+                actions, _ = model.predict(obs, deterministic=False, **kwargs)
+                obs, rewards, dones, infos = venv.step(actions)
+                returns += rewards
+            provenance = venv.get_attr("last_episode_provenance")
+            records += [
+                child_record(j, i, infos[i], returns[i], provenance[i]) for i in range(batch)
+            ]
+            save_checkpoint(
+                {"records": records, "batches": j + 1, "episodes": episodes}, out / "recheck.pt"
+            )
+            write_jsonl(out / "recheck.jsonl", records)
+    finally:
+        venv.close()
+    return records

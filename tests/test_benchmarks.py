@@ -37,9 +37,33 @@ def test_rl_vs_random_smoke(tmp_path):
     assert set(report["agents"]) == {"reinforce", "random"}
     for row in report["agents"].values():
         assert 0 < row["last_third_mean"]["mean"] <= row["best"]["mean"] <= 1
-    assert report["nets"] == 4 and "reinforce_minus_random" in report
-    assert (tmp_path / "runs" / report["best"]["agent"] / "seed-0" / "children.jsonl").exists()
+        assert row["best"]["n"] == 2
+    assert report["nets"] == 4 and "vs_random" in report["agents"]["reinforce"]["best"]
+    assert (tmp_path / "runs" / "reinforce" / "seed-0" / "children.jsonl").exists()
     assert png.stat().st_size > 0
+
+
+def test_preset_probe_smoke(tmp_path):
+    report = run_benchmark(
+        "preset_probe.py",
+        *("--env", "EAS-Synthetic-v0", "--set", "reward_mode=sparse", "--set", "schedule=WWD"),
+        *("--policies", "random,widen-all,kernel-5", "--nets", "2", "--retrain", "1"),
+        *("--retrain-seeds", "1", "--name", "smoke", "--out-dir", str(tmp_path)),
+    )
+    assert set(report["policies"]) == {"random", "widen-all", "kernel-5"}
+    assert report["policies"]["random"]["n"] == 2 and report["retrained_nets"] == 1
+    assert set(report["gate"]) == {"gap", "spread", "cost", "passed"}
+    lines = (tmp_path / "smoke.jsonl").read_text().splitlines()
+    assert len(lines) == 7  # 3 policies x 2 nets + 1 retrain
+    # a rerun resumes: nothing is evaluated again
+    again = run_benchmark(
+        "preset_probe.py",
+        *("--env", "EAS-Synthetic-v0", "--set", "reward_mode=sparse", "--set", "schedule=WWD"),
+        *("--policies", "random,widen-all,kernel-5", "--nets", "2", "--retrain", "1"),
+        *("--retrain-seeds", "1", "--name", "smoke", "--out-dir", str(tmp_path)),
+    )
+    assert again["policies"] == report["policies"]
+    assert len((tmp_path / "smoke.jsonl").read_text().splitlines()) == 7
 
 
 def test_reuse_vs_scratch_smoke(tmp_path):

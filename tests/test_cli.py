@@ -179,3 +179,78 @@ def test_killed_search_resumes_without_losing_or_retraining(tmp_path):
     ]
     redone = [c for c in resumed[killed_after:] if c["net"] in evaluated_before]
     assert redone and all(c["cache_hit"] for c in redone)  # found in the store, not retrained
+
+
+def test_list_prints_every_id(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "EAS-CIFAR10-CPU-v1" in out and "EAS-Surrogate-v0" in out
+    assert all(line.count(";") >= 2 for line in out.strip().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "nosuchkey=1"], "not an argument of EAS-Surrogate-v0; valid keys: augment"),
+        (["--set", "epochs=abc"], "--set epochs='abc': expected a number"),
+        (["--set", "noise=maybe"], "--set noise='maybe': expected true or false"),
+        (["--env", "EAS-CIFAR10-CPU-v1", "--data-dir", "/nonexistent"], "CIFAR-10 not found"),
+    ],
+)
+def test_bad_settings_fail_before_the_run_folder_exists(argv, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["search", "--env", "EAS-Surrogate-v0", "--out", str(out), "--no-progress"]
+    assert main([*base, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_train_on_a_missing_folder_says_so(capsys):
+    assert main(["train", "/nonexistent/run", "--epochs", "1"]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default: 300.0)" in capsys.readouterr().out
+
+
+def test_rounded_budget_is_announced(tmp_path, capsys):
+    argv = ["search", "--env", "EAS-Surrogate-v0", "--nets", "3", "--batch", "2"]
+    assert main([*argv, "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert "--nets 3 rounded up to 4" in capsys.readouterr().err
+
+
+def test_reset_refuses_unknown_options():
+    import gymnasium as gym
+
+    env = gym.make("EAS-Surrogate-v0", store=":memory:")
+    with pytest.raises(ValueError, match=r"unknown `options` \['nett'\]"):
+        env.reset(seed=0, options={"nett": "C4-3 GAP"})
+
+
+def test_a_wheel_installs_and_runs(tmp_path):
+    """A non-editable install (deps from this environment, setuptools from the registry)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", repo],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    done = subprocess.run(
+        [str(venv / "bin" / "eas-gym"), "list"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0 and "EAS-CIFAR10-v0" in done.stdout, done.stderr
+    where = subprocess.run(
+        [str(python), "-c", "import eas_gym, agents.runner; print(eas_gym.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert where.returncode == 0 and "site-packages" in where.stdout, where.stderr

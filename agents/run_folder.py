@@ -1,0 +1,242 @@
+"""The run folder: its settings, its checkpoint and its child records, written so nothing is lost.
+
+A run folder holds:
+
+* ``config.json``: the search's settings; a rerun must match them, except the budget, the
+  executor, progress and where things live (``out``, ``store``, the data folder);
+* ``checkpoint.pt``: the agent's state *and every child record so far*, written atomically
+  (temp file + rename) after each update and read with ``torch.load(weights_only=True)``, so a
+  file from elsewhere cannot run code;
+* ``children.jsonl``: one line per sampled network, a readable copy of the checkpoint's records,
+  rewritten atomically from the checkpoint at every start (a damaged or truncated copy is
+  repaired from it, with a warning naming the file and line);
+* ``recheck.jsonl``: the honest re-evaluation's records, if one was run (same scheme, with
+  ``recheck.pt``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHILD_FIELDS",
+    "child_record",
+    "check_config",
+    "load_checkpoint",
+    "read_children",
+    "read_jsonl",
+    "repair_jsonl",
+    "save_checkpoint",
+    "write_jsonl",
+]
+
+CHILD_FIELDS = (
+    "update",
+    "env",
+    "net",
+    "accuracy",
+    "params",
+    "flops",
+    "return",
+    "cache_hit",
+    "train_seconds",
+    "lineage",
+)
+"""The keys of a child record (one line of ``children.jsonl``)."""
+
+# Settings that may change between runs of one folder: the budget, how and where it runs.
+_MAY_CHANGE = (
+    "nets",
+    "progress",
+    "threads",
+    "asynchronous",
+    "executor",
+    "ray_address",
+    "store_service",
+    "out",
+    "store",
+)
+_PATH_ENV_KWARGS = ("data_dir", "download", "store")
+
+
+def child_record(
+    update: int,
+    env: int,
+    info: Mapping[str, Any],
+    episode_return: float,
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The record of one finished episode's network.
+
+    Args:
+        update: The agent update the episode belongs to.
+        env: The environment's index in the batch.
+        info: The episode's final step's ``info``.
+        episode_return: The sum of its rewards.
+        provenance: The env's ``last_episode_provenance`` (cache hits, training seconds).
+    """
+    return {
+        "update": int(update),
+        "env": int(env),
+        "net": str(info["net"]),
+        "accuracy": float(info["accuracy"]),
+        "params": int(info["params"]),
+        "flops": int(info["flops"]),
+        "return": float(episode_return),
+        "cache_hit": bool(provenance["cache_hits"]),
+        "train_seconds": float(provenance["train_seconds"]),
+        "lineage": None if info["lineage"] is None else str(info["lineage"]),
+    }
+
+
+def check_config(out: Path, record: dict[str, Any]) -> None:
+    """Refuse a run folder that holds a search with other settings; else (re)write config.json."""
+    path = out / "config.json"
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is damaged ({e}); remove it or use another --out") from e
+        diff = sorted(
+            k for k in set(saved) | set(record) if _comparable(saved, k) != _comparable(record, k)
+        )
+        if diff:
+            raise ValueError(
+                f"run folder {out} holds a search with other settings ({', '.join(diff)}); "
+                "use another --out or the same settings"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _comparable(config: Mapping[str, Any], key: str) -> Any:
+    if key in _MAY_CHANGE:
+        return None
+    value = config.get(key)
+    if key == "env_kwargs" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _PATH_ENV_KWARGS}
+    return value
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write `state` atomically; it must hold only tensors, numbers, strings, lists and dicts."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(_plain(state), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at `path`, or None if there is none; never unpickles code.
+
+    Raises:
+        ValueError: The file is damaged or holds anything but plain data (e.g. a pickle payload).
+    """
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's message advises weights_only=False: never
+        raise ValueError(
+            f"{path} holds objects other than tensors and plain data, so it was not loaded "
+            "(it could run code); remove it to start that search again"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{path} is damaged or not a checkpoint this project wrote ({first}); "
+            "remove it to start that search again"
+        ) from e
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a checkpoint this project wrote (not a dict)")
+    return state
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and arrays as Python values, so ``weights_only`` loading accepts them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Replace `path` with one JSON line per record, atomically."""
+    _atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file; ValueError naming the file and line if one is damaged."""
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {number}: damaged record ({e.msg})") from e
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {number}: not a record")
+            records.append(record)
+    return records
+
+
+def read_children(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The sampled networks of a run folder, in order (from its checkpoint when it has one)."""
+    folder = Path(run)
+    for name in ("checkpoint.pt", "sb3_state.pt"):
+        state = load_checkpoint(folder / name)
+        if state is not None and "children" in state:
+            return list(state["children"])
+    return read_jsonl(folder / "children.jsonl")
+
+
+def repair_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Make `path` hold exactly `records` (the checkpoint's), warning if it held something else."""
+    try:
+        current = read_jsonl(path)
+        # Lines past the checkpoint are an unfinished update's: dropped, it is run again.
+        damaged = current[: len(records)] != records
+        problem = f"held {len(current)} of {len(records)} records" if damaged else None
+    except ValueError as e:
+        current, problem = [], str(e)
+    if problem is not None and path.exists():
+        warnings.warn(f"{path}: {problem}; rewritten from the checkpoint", stacklevel=3)
+    canonical = "".join(json.dumps(r) + "\n" for r in records)
+    if not path.exists() or path.read_text(errors="replace") != canonical:
+        write_jsonl(path, records)  # also mends a cut final newline, before anything appends

@@ -1,0 +1,171 @@
+"""The comparison protocol: learning agents beat random with p < 0.05, honest rechecks, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import eas_gym.scorer
+from agents.compare import compare
+from agents.run_folder import load_checkpoint
+from agents.runner import SearchArgs, run_recheck, run_search
+from eas_gym.cli import main
+from eas_gym.store import EvalStore
+
+FAST_SURROGATE = {"probe_size": 4}
+
+
+def test_reinforce_and_evolution_beat_random_search_on_the_surrogate(tmp_path):
+    agents = ["random", "reinforce[lr=0.01]", "evolution[population_size=10,tournament_size=3]"]
+    compare(
+        "EAS-Surrogate-v0",
+        agents=agents,
+        seeds=5,
+        nets=30,
+        batch=5,
+        out=str(tmp_path / "cmp"),
+        env_kwargs=FAST_SURROGATE,
+        progress=False,
+    )
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["agents"]
+    for agent in agents[1:]:
+        versus = rows[agent]["last_third_mean"]["vs_random"]
+        assert versus["diff"] > 0 and versus["p"] < 0.05, (agent, versus)
+        assert versus["ci_low"] > 0
+    assert rows["random"]["last_third_mean"]["n"] == 5
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "Welch" in table and "95% CI" in table
+
+
+def test_recheck_fine_tunes_every_child_afresh_and_never_reads_the_store(tmp_path, monkeypatch):
+    env_kwargs = {"schedule": "WD", "reward_mode": "sparse"}
+    args = SearchArgs(
+        env_id="EAS-Synthetic-v0",
+        agent="random",
+        nets=4,
+        batch=2,
+        out=str(tmp_path / "run"),
+        env_kwargs=env_kwargs,
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="has not finished"):
+        run_recheck(args, 3)
+    run_search(args)
+
+    trained, child_lookups = [], []
+    real_fine_tune, real_get = eas_gym.scorer.fine_tune, EvalStore.get
+
+    def counting_fine_tune(net, *a, **k):
+        trained.append(net.arch.to_string())
+        return real_fine_tune(net, *a, **k)
+
+    def recording_get(self, net, key):
+        found = real_get(self, net, key)
+        if found is None or found.config.get("role") != "start":
+            child_lookups.append(net)
+        return found
+
+    monkeypatch.setattr(eas_gym.scorer, "fine_tune", counting_fine_tune)
+    monkeypatch.setattr(EvalStore, "get", recording_get)
+    rows_before = len(EvalStore(tmp_path / "run" / "store.sqlite").all())
+    records = run_recheck(args, 3)
+    assert len(records) == 4  # rounded up to whole batches of 2
+    changed = [r["net"] for r in records if r["net"] != "C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8"]
+    assert trained == changed and changed  # one fine-tune per changed child, none skipped
+    assert child_lookups == []  # the store was asked only for the start network
+    assert not any(r["cache_hit"] for r in records)
+    assert len(EvalStore(tmp_path / "run" / "store.sqlite").all()) == rows_before  # nothing written
+    assert [r["update"] for r in records] == [0, 0, 1, 1]
+    # a second call reads its own finished records back instead of training again
+    trained.clear()
+    assert run_recheck(args, 3) == records and trained == []
+
+
+def _compare_cmd(out):
+    return [
+        sys.executable,
+        "-m",
+        "eas_gym.cli",
+        "compare",
+        "--env",
+        "EAS-Surrogate-v0",
+        "--agents",
+        "reinforce[lr=0.01],random,local-search",
+        "--seeds",
+        "2",
+        "--nets",
+        "40",
+        "--batch",
+        "5",
+        "--recheck",
+        "3",
+        "--set",
+        "probe_size=4",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+
+
+def test_killed_compare_resumes_to_the_same_table(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    subprocess.run(_compare_cmd(reference), check=True, env=env, capture_output=True)
+
+    out = tmp_path / "cmp"
+    proc = subprocess.Popen(
+        _compare_cmd(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    target = out / "random" / "seed-0" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "compare.json").exists(), "the compare finished before it could be killed"
+    done = load_checkpoint(target)["update"]
+    assert done < 8
+
+    subprocess.run(_compare_cmd(out), check=True, env=env, capture_output=True)
+    resumed = json.loads((out / "compare.json").read_text())
+    uninterrupted = json.loads((reference / "compare.json").read_text())
+    assert resumed == uninterrupted
+    assert (out / "compare.md").read_text() == (reference / "compare.md").read_text()
+
+
+def test_agent_options_reach_the_agent(tmp_path):
+    out = tmp_path / "run"
+    argv = ["search", "--env", "EAS-Surrogate-v0", "--nets", "2", "--batch", "2"]
+    argv += ["--agent", "reinforce", "--agent-set", "lr=0.01", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["agent"] == "reinforce" and config["agent_options"] == {"lr": 0.01}
+    state = load_checkpoint(out / "checkpoint.pt")["agent"]
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.01
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--agents", "reinforce,randm"], "unknown agent 'randm'"),
+        (["compare", "--agents", "reinforce[lrr=0.01],random"], "has no option 'lrr'"),
+        (["compare", "--seeds", "0"], "`seeds` >= 1"),
+        (["compare", "--recheck", "-1"], "`recheck` >= 0"),
+        (["compare", "--agent-set", "evolution:population_size=5"], "not in --agents"),
+        (["search", "--agent-set", "lr=abc"], "expected a number"),
+        (["search", "--agent", "random", "--agent-set", "lr=0.1"], "valid options: none"),
+        (["search", "--agent", "evolution[population_size=x]"], "expected an integer"),
+    ],
+)
+def test_bad_comparison_input_is_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [*argv, "--env", "EAS-Surrogate-v0", "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()

@@ -1,0 +1,84 @@
+"""The run folder survives damage: records repaired from the checkpoint, atomic writes, config."""
+
+import json
+import random
+import warnings
+
+import pytest
+
+from agents.run_folder import check_config, read_jsonl, save_checkpoint, write_jsonl
+from agents.runner import SearchArgs, read_children, run_search
+
+
+def _args(out, nets=8):
+    return SearchArgs(
+        env_id="EAS-Surrogate-v0",
+        agent="reinforce",
+        nets=nets,
+        batch=2,
+        out=str(out),
+        env_kwargs={"probe_size": 4},
+        progress=False,
+    )
+
+
+def test_a_truncated_children_file_is_repaired_with_every_record(tmp_path):
+    out = tmp_path / "run"
+    original = run_search(_args(out))
+    text = (out / "children.jsonl").read_bytes()
+    rng = random.Random(0)
+    for cut in [0, 1, len(text) // 2, len(text) - 1, *rng.sample(range(len(text)), 4)]:
+        (out / "children.jsonl").write_bytes(text[:cut])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            again = run_search(_args(out))
+        assert again == original, cut
+        assert read_jsonl(out / "children.jsonl") == original
+        messages = [str(w.message) for w in caught]
+        intact = cut == len(text) - 1  # only the final newline was cut: every record is there
+        warned = any("children.jsonl" in m and "rewritten" in m for m in messages)
+        assert warned != intact, (cut, messages)
+        assert (out / "children.jsonl").read_bytes() == text
+
+
+def test_a_deleted_children_file_is_rewritten_and_a_resume_extends(tmp_path):
+    out = tmp_path / "run"
+    first = run_search(_args(out, nets=4))
+    (out / "children.jsonl").unlink()
+    assert run_search(_args(out, nets=8))[:4] == first
+    assert len(read_children(out)) == 8
+
+
+def test_a_damaged_line_names_the_file_and_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
+    with pytest.raises(ValueError, match=r"x.jsonl, line 2"):
+        read_jsonl(path)
+
+
+def test_config_allows_moving_and_data_paths_but_not_other_settings(tmp_path):
+    record = {"seed": 0, "out": "a", "store": None, "env_kwargs": {"data_dir": "/x", "epochs": 1}}
+    check_config(tmp_path, record)
+    check_config(tmp_path, {**record, "out": "b", "env_kwargs": {"data_dir": "/y", "epochs": 1}})
+    with pytest.raises(ValueError, match=r"other settings \(env_kwargs\)"):
+        check_config(tmp_path, {**record, "env_kwargs": {"epochs": 2}})
+    (tmp_path / "config.json").write_text("{nope")
+    with pytest.raises(ValueError, match="config.json is damaged"):
+        check_config(tmp_path, record)
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "records.jsonl"
+    write_jsonl(path, [{"a": 1}])
+    import agents.run_folder as run_folder
+
+    def failing_replace(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(run_folder.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_jsonl(path, [{"a": 2}, {"a": 3}])
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"x": 1}, tmp_path / "c.pt")
+    assert json.loads(path.read_text()) == {"a": 1}  # the old content is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]  # no temp files
