@@ -149,14 +149,15 @@ def measure_child(
     inherited = build_net(arch, state)
     preservation = max_logit_diff(build_net(env.start_arch, start), inherited, probe)
     before, _ = evaluate(inherited, data.val, mean=data.mean, std=data.std)
-    config = env.train_config
+    config = env.eval_config.train
     reuse, reuse_seconds = train(arch, state, data, config, seed)
     scratch: dict[str, float] = {}
     seconds: dict[str, float] = {"reuse": round(reuse_seconds, 2)}
     factor, matched = 1, None
     while factor <= args.max_factor:
         epochs = config.epochs * factor
-        cfg = dataclasses.replace(config, epochs=epochs, lr=args.scratch_lr or env.start_config.lr)
+        lr = args.scratch_lr or env.eval_config.start_train.lr
+        cfg = dataclasses.replace(config, epochs=epochs, lr=lr)
         scratch[f"{epochs:g}"], secs = train(arch, None, data, cfg, seed)
         seconds[f"scratch_{epochs:g}"] = round(secs, 2)
         if scratch[f"{epochs:g}"] >= reuse:
@@ -234,10 +235,10 @@ def main() -> None:
         "env": args.env,
         "children": len(rows),
         "source": source,
-        "fine_tune_epochs": env.train_config.epochs,
-        "fine_tune_lr": env.train_config.lr,
-        "scratch_lr": args.scratch_lr or env.start_config.lr,
-        "start_net_epochs": env.start_config.epochs,
+        "fine_tune_epochs": env.eval_config.train.epochs,
+        "fine_tune_lr": env.eval_config.train.lr,
+        "scratch_lr": args.scratch_lr or env.eval_config.start_train.lr,
+        "start_net_epochs": env.eval_config.start_train.epochs,
         "start_net_accuracy": round(start_accuracy, 4),
         "threads": torch.get_num_threads(),
         "reuse_acc_mean": round(float(reuse.mean()), 4),
@@ -256,7 +257,7 @@ def main() -> None:
         "per_child": rows,
     }
     print(json.dumps(result))
-    plot(rows, env.train_config.epochs, args.out)
+    plot(rows, env.eval_config.train.epochs, args.out)
 
 
 def plot(rows: list[dict[str, Any]], epochs: float, out: Path) -> None:

@@ -9,7 +9,7 @@ touching library code it times:
 
 * transform: the family's ``apply`` (Net2Wider / Net2Deeper; wrapped in this script);
 * preservation check: ``EASEnv._verify`` (building the child and comparing probe logits);
-* training + evaluation: the env's ``info["train_seconds"]``;
+* training + evaluation: the env's ``last_episode_provenance["train_seconds"]``;
 * agent: ``act``, ``observe`` and ``update``;
 * other env work: the rest of ``reset`` and ``step`` (decoding, the store, observations).
 
@@ -110,10 +110,11 @@ def search(args: argparse.Namespace, store: str) -> dict[str, Any]:
             masks = np.stack([np.concatenate(m) for m in infos["action_mask"]]).astype(bool)
             obs, rewards, terminated, _, infos = envs.step(act(obs, masks))
             observe(rewards, terminated)
-            seconds["train_eval"] += float(np.sum(infos["train_seconds"]))
         update()
+        provenance = envs.get_attr("last_episode_provenance")
+        seconds["train_eval"] += sum(p["train_seconds"] for p in provenance)
         nets += args.batch
-        cache_hits += int(np.sum(infos["cache_hit"]))
+        cache_hits += sum(p["cache_hits"] for p in provenance)
         accuracies += [float(a) for a in infos["accuracy"]]
     wall = time.perf_counter() - start
     envs.close()

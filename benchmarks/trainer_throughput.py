@@ -35,7 +35,12 @@ from eas_gym.data import DataBundle, DatasetNotFoundError, load_dataset, resolve
 from eas_gym.net import build_net
 from eas_gym.train import TrainConfig, fine_tune
 
-NETS = {"small": SMALL_START, "paper": PAPER_START}
+# A paper-scale grown network: 20 layers, widths from the paper's lists.
+GROWN = Arch.from_string(
+    "C32-3 C32-3 C32-3 MP C64-3 C64-3 C64-3 C64-3 MP C128-3 C128-3 C128-3 C128-3 MP "
+    "C256-3 C256-3 C256-3 C256-3 GAP FC512 FC512"
+)
+NETS = {"small": SMALL_START, "paper": PAPER_START, "grown": GROWN}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -46,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=10, help="untimed batches before timing")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; best counts")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--nets", default="small,paper", help="comma-separated: small, paper")
+    p.add_argument("--nets", default="small,paper", help="comma-separated: small, paper, grown")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for (c)")
     p.add_argument(
         "--data-dir",
@@ -140,7 +145,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_trainer(arch, data, args, device, channels_last: bool | None = None) -> float:
+def run_trainer(
+    arch, data, args, device, channels_last: bool | None = None, amp: bool | None = None
+) -> float:
     """(a) images/s of fine_tune over exactly `args.batches` steps (after a warm-up call)."""
     steps_per_epoch = len(data.train) // args.batch_size
     net = build_net(arch, generator=torch.Generator().manual_seed(0), device=device)
@@ -151,6 +158,7 @@ def run_trainer(arch, data, args, device, channels_last: bool | None = None) -> 
             batch_size=args.batch_size,
             eval_split=None,
             channels_last=channels_last,
+            amp=amp,
         )
         result = fine_tune(
             net, data, config, generator=torch.Generator().manual_seed(0), device=device
@@ -263,6 +271,15 @@ def main(args: argparse.Namespace) -> dict:
         if device.type == "cpu":  # is the automatic channels_last choice the faster one?
             variants["trainer_nchw"] = (run_trainer, data, False)
             variants["trainer_nhwc"] = (run_trainer, data, True)
+        else:  # and on CUDA, bf16 autocast and channels_last (the defaults: both on)
+            for precision, amp in (("fp32", False), ("bf16", True)):
+                for layout, channels_last in (("nchw", False), ("nhwc", True)):
+                    variants[f"trainer_{precision}_{layout}"] = (
+                        run_trainer,
+                        data,
+                        channels_last,
+                        amp,
+                    )
         for _ in range(args.repeats):
             for key, (fn, source, *extra) in variants.items():
                 extra = [] if extra == [None] else extra

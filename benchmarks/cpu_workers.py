@@ -1,0 +1,144 @@
+"""Children per hour on a small CPU: one process with all the threads, or one process per core?
+
+    python benchmarks/cpu_workers.py --env EAS-CIFAR10-CPU-v1 --data-dir ../shared/data \
+        [--batches 3] [--out benchmarks/cpu_workers.png]
+
+Runs the same random-search batches (``--envs`` environments, one episode each, sparse reward:
+one child trained per episode) in three layouts, each on a fresh store that already holds the
+trained start network:
+
+* ``sync_1x{cores}``: one process, a synchronous vector env, torch using every core;
+* ``async_{cores}x1``: one worker process per core (``--envs`` = cores), one thread each (the
+  default of :func:`eas_gym.vector.worker_threads`);
+* ``async_{cores}x{cores}``: the same workers each using every core (what happened before
+  threads were set: oversubscribed).
+
+The layouts alternate for ``--repeats`` rounds; the best round of each counts. Prints one JSON
+line with children per hour and the ratios to ``sync``, and writes a bar chart. Run it on an
+otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import eas_gym  # noqa: F401  (registers the EAS-* ids)
+from agents.random_search import RandomSearch
+from agents.runner import _run_batch, episode_seed
+from eas_gym.settings import parse_set
+from eas_gym.vector import make_vector_env
+
+
+def time_layout(env_id, kwargs, store, envs_count, asynchronous, threads, batches, seed):
+    """Seconds per child of `batches` random-search batches in one layout."""
+    if not asynchronous:
+        torch.set_num_threads(threads)
+    envs = make_vector_env(
+        env_id, envs_count, asynchronous=asynchronous, threads=threads, store=store, **kwargs
+    )
+    agent = RandomSearch(envs.single_observation_space, envs.single_action_space, seed=seed)
+    try:
+        envs.reset(seed=0)  # start the workers and load the data before timing
+        start = time.perf_counter()
+        children = []
+        for b in range(batches):
+            children += _run_batch(envs, agent, episode_seed(seed, b, envs_count), update=b)
+    finally:
+        envs.close()
+    seconds = time.perf_counter() - start
+    assert not any(c["cache_hit"] for c in children)
+    return seconds / len(children)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="EAS-CIFAR10-CPU-v1")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR"))
+    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batches", type=int, default=3, help="batches of --cores children")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("cpu_workers.png"))
+    args = parser.parse_args()
+
+    kwargs = parse_set(args.set, env_id=args.env)
+    if args.data_dir and gym.spec(args.env).kwargs.get("dataset", "cifar10") != "synthetic":
+        kwargs.setdefault("data_dir", args.data_dir)
+    root = Path(tempfile.mkdtemp(prefix="eas_cpu_workers_"))
+    seed_store = str(root / "seed.sqlite")
+    torch.set_num_threads(args.cores)
+    warm = gym.make(args.env, store=seed_store, **kwargs)
+    warm.reset(seed=0)  # trains the start network once; every layout copies this store
+    warm.close()
+    n = args.cores
+    layouts = {
+        f"sync_1x{n}": (False, n),
+        f"async_{n}x1": (True, 1),
+        f"async_{n}x{n}": (True, n),
+    }
+    best: dict[str, float] = {}
+    for repeat in range(args.repeats):
+        for i, (name, (asynchronous, threads)) in enumerate(layouts.items()):
+            store = root / f"{name}-{repeat}" / "store.sqlite"
+            store.parent.mkdir()
+            shutil.copy(seed_store, store)
+            if (root / "weights").exists():
+                shutil.copytree(root / "weights", store.parent / "weights")
+            seconds = time_layout(
+                args.env,
+                kwargs,
+                str(store),
+                n,
+                asynchronous,
+                threads,
+                args.batches,
+                seed=100 * repeat + i,
+            )
+            best[name] = min(best.get(name, np.inf), seconds)
+    per_hour = {name: round(3600 / s, 1) for name, s in best.items()}
+    sync = per_hour[f"sync_1x{n}"]
+    result = {
+        "benchmark": "cpu_workers",
+        "env": args.env,
+        "overrides": kwargs,
+        "cores": n,
+        "children_per_layout_round": n * args.batches,
+        "repeats": args.repeats,
+        "children_per_hour": per_hour,
+        "ratio_to_sync": {name: round(v / sync, 3) for name, v in per_hour.items()},
+        "faster": max(per_hour, key=per_hour.get),
+    }
+    print(json.dumps(result))
+    shutil.rmtree(root, ignore_errors=True)
+    plot(per_hour, args.out, f"{args.env}, {n} cores")
+
+
+def plot(per_hour: dict[str, float], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    names = list(per_hour)
+    ax.bar(names, [per_hour[k] for k in names], color=["C0", "C2", "C3"][: len(names)])
+    ax.set(ylabel="children per hour", title=title)
+    for i, name in enumerate(names):
+        ax.text(i, per_hour[name], f"{per_hour[name]:.0f}", ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
