@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.registry import AgentSpec, parse_agent_spec
-from agents.runner import SearchArgs, run_recheck, run_search
+from agents.runner import SearchArgs, read_summary, run_recheck, run_search
 from agents.stats import best_so_far, mean_se, welch
 
 __all__ = ["METRICS", "compare", "summarise"]
@@ -109,7 +109,9 @@ def compare(
             runs[spec.label()].append(run)
     probe = gym.make(env_id, **{**env_kwargs, "store": str(root / "store.sqlite")})
     try:
-        start_accuracy = probe.unwrapped.scorer.start()[1]
+        summaries = [read_summary(root / s.folder_name() / f"seed-{first_seed}") for s in specs]
+        recorded = [x["start_accuracy"] for x in summaries if x.get("start_accuracy") is not None]
+        start_accuracy = recorded[0] if recorded else probe.unwrapped.scorer.start()[1]
         tests = _test_accuracies(probe.unwrapped, runs, root) if test else {}
     finally:
         probe.close()
@@ -154,13 +156,17 @@ def _test_accuracies(env, runs: dict[str, list[dict[str, Any]]], root: Path) -> 
     cache = json.loads(path.read_text()) if path.exists() else {}
     for rs in runs.values():
         for r in rs:
-            net = max(r["children"], key=lambda c: c["accuracy"])["net"]
-            key = f"{env.config_key}|{net}"
+            best = max(r["children"], key=lambda c: c["accuracy"])
+            key = f"{env.config_key}|{best['net']}|{best.get('lineage')}"
             if key not in cache:
-                arch = env.family.parse(net, env.start_arch.num_classes)
-                cache[key] = env.scorer.test_accuracy(arch)
+                arch = env.family.parse(best["net"], env.start_arch.num_classes)
+                cache[key] = env.scorer.test_accuracy(arch, best.get("lineage"))
                 path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
     return {k.split("|", 1)[1]: v for k, v in cache.items() if k.startswith(env.config_key)}
+
+
+def _test_key(child: dict[str, Any]) -> str:
+    return f"{child['net']}|{child.get('lineage')}"
 
 
 def _run_metrics(run: dict[str, Any], tests: dict[str, float]) -> dict[str, Any]:
@@ -172,7 +178,7 @@ def _run_metrics(run: dict[str, Any], tests: dict[str, float]) -> dict[str, Any]
         "last_third_mean": summarise(acc)["last_third_mean"],
         "best": best["accuracy"],
         "best_net": best["net"],
-        "test_of_best": tests.get(best["net"]),
+        "test_of_best": tests.get(_test_key(best)),
         "recheck_mean": None,
         "train_seconds": float(sum(c["train_seconds"] for c in children)),
         "cache_hits": int(sum(c["cache_hit"] for c in children)),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ __all__ = [
     "episode_seed",
     "load_agent_class",
     "read_children",
+    "read_summary",
     "resolve_agent",
     "run_recheck",
     "run_search",
@@ -152,9 +154,15 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
         children = run_sb3(args, spec, out, env_kwargs)
     else:
         children = _run_protocol(args, spec, out, env_kwargs)
-    _export_best(children, out, store)
-    _plot(children, out / "search.png", title=f"{spec.label()} on {args.env_id}")
+    start_accuracy = _export_best(children, out, store)
+    _plot(children, out / "search.png", f"{spec.label()} on {args.env_id}", start_accuracy)
     return children
+
+
+def read_summary(run: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run folder's ``summary.json`` (networks, best, start network's accuracy), or {}."""
+    path = Path(run) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
@@ -291,18 +299,27 @@ def _run_protocol(
     envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
     agent = _make_agent(spec, envs, args.seed)
     done, children = _restore(agent, out, args.batch)
+    total = num_updates * args.batch
     bar = tqdm(
-        total=num_updates * args.batch,
+        total=total,
         initial=len(children),
         desc=f"{spec.label()} seed {args.seed}",
         unit="net",
         disable=not args.progress,
         dynamic_ncols=True,
     )
-    start, initial = time.perf_counter(), len(children)
+    if children and len(children) < total:
+        bar.write(f"resuming {out}: {len(children)} of {total} networks done")
+    progress = _Progress(bar, children)
+    if hasattr(envs, "envs"):  # a SyncVectorEnv: count each network as it is scored
+        for env in envs.envs:
+            env.unwrapped.on_episode_end = progress.network_done
     try:
         for update in range(done, num_updates):
-            batch = _run_batch(envs, agent, episode_seed(args.seed, update, args.batch), update)
+            if not children:
+                bar.set_postfix_str("training (or loading) the start network")
+            seed = episode_seed(args.seed, update, args.batch)
+            batch = _run_batch(envs, agent, seed, update)
             metrics = agent.update()
             children += batch
             save_checkpoint(
@@ -316,16 +333,41 @@ def _run_protocol(
             )
             with open(out / "children.jsonl", "a") as log:
                 log.writelines(json.dumps(record) + "\n" for record in batch)
-            bar.update(len(batch))
-            elapsed = (time.perf_counter() - start) / 60
-            bar.set_postfix(
-                best=f"{max(c['accuracy'] for c in children):.4f}",
-                nets_per_min=f"{(len(children) - initial) / max(elapsed, 1e-9):.1f}",
-            )
+            progress.batch_done(len(children))
     finally:
         bar.close()
         envs.close()
     return children
+
+
+class _Progress:
+    """The search's bar: one tick per scored network, live best and rate."""
+
+    def __init__(self, bar: tqdm, children: list[dict[str, Any]]) -> None:
+        self.bar, self.start, self.initial = bar, time.perf_counter(), len(children)
+        self.shown = len(children)
+        self.best = max((c["accuracy"] for c in children), default=None)
+
+    def network_done(self, info: dict[str, Any]) -> None:
+        """One network scored (called by a synchronous env at the end of its episode)."""
+        accuracy = info.get("accuracy")
+        if accuracy is not None and (self.best is None or accuracy > self.best):
+            self.best = accuracy
+        self.shown += 1
+        self.bar.update(1)
+        self._postfix()
+
+    def batch_done(self, count: int) -> None:
+        """An update finished with `count` networks in all (ticks what was not counted)."""
+        self.bar.update(count - self.shown)
+        self.shown = count
+        self._postfix()
+
+    def _postfix(self) -> None:
+        minutes = (time.perf_counter() - self.start) / 60
+        rate = (self.shown - self.initial) / max(minutes, 1e-9)
+        best = "n/a" if self.best is None else f"{self.best:.4f}"
+        self.bar.set_postfix(best=best, nets_per_min=f"{rate:.1f}")
 
 
 def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any]]:
@@ -348,21 +390,23 @@ def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any
     ]
 
 
-def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> None:
+def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> float | None:
+    """Save the best network to ``best/`` and write ``summary.json``; the start's accuracy."""
     if not children:
-        return
+        return None
     best = max(children, key=lambda c: c["accuracy"])
     config = json.loads((out / "config.json").read_text())
     import gymnasium as gym
 
-    env = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path})
-    arch = parse_net(best["net"], num_classes=env.unwrapped.start_arch.num_classes)
+    env = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path}).unwrapped
+    arch = parse_net(best["net"], num_classes=env.start_arch.num_classes)
     store = EvalStore(store_path)
-    lineage = best.get("lineage", BY_NET)
-    found = store.get(best["net"], env.unwrapped.config_key, lineage)
+    found = store.get(best["net"], env.config_key, best.get("lineage") or BY_NET)
     state = None if found is None else store.load_weights(found)
+    start = store.get(env.start_arch.to_string(), env.eval_config.start_key())
     store.close()
     env.close()
+    start_accuracy = start.accuracy if start else read_summary(out).get("start_accuracy")
     if state is None:
         warnings.warn(
             f"{out}: the store {store_path} holds no weights of the best network "
@@ -372,9 +416,20 @@ def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> 
     save_model(
         out / "best", arch, state, {"accuracy": best["accuracy"], "env_id": config["env_id"]}
     )
+    summary = {
+        "nets": len(children),
+        "best": {k: best[k] for k in ("net", "accuracy", "params")},
+        "start_network": env.start_arch.to_string(),
+        "start_accuracy": start_accuracy,
+        "train_seconds": sum(c["train_seconds"] for c in children),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return start_accuracy
 
 
-def _plot(children: list[dict[str, Any]], path: Path, title: str) -> None:
+def _plot(
+    children: list[dict[str, Any]], path: Path, title: str, start_accuracy: float | None
+) -> None:
     if not children:
         return
     import matplotlib
@@ -384,16 +439,20 @@ def _plot(children: list[dict[str, Any]], path: Path, title: str) -> None:
 
     acc = np.array([c["accuracy"] for c in children])
     x = np.arange(1, len(acc) + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.scatter(x, acc, s=8, alpha=0.5, label="sampled network")
     ax.plot(x, np.maximum.accumulate(acc), color="tab:red", label="best so far")
     window = min(10, len(acc))
     moving = np.convolve(acc, np.ones(window) / window, mode="valid")
     ax.plot(x[window - 1 :], moving, color="tab:green", label=f"moving average ({window})")
+    if start_accuracy is not None:
+        ax.axhline(start_accuracy, color="grey", ls="--", lw=1, label="start network")
     ax.set_xlabel("networks sampled")
     ax.set_ylabel("validation accuracy")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    ax.grid(alpha=0.3)
+    fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)

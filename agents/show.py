@@ -9,7 +9,7 @@ import gymnasium as gym
 import networkx as nx
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from agents.runner import read_children
+from agents.runner import read_children, read_summary
 from eas_gym.store import EvalStore
 
 __all__ = ["describe_run", "lineage_graph"]
@@ -39,6 +39,10 @@ def describe_run(run: str, top: int = 5) -> str:
     ranked = sorted(children, key=lambda c: -c["accuracy"])
     hits = sum(c["cache_hit"] for c in children)
     lines.append(f"{len(children)} networks sampled ({hits} from the cache)")
+    start = read_summary(folder).get("start_accuracy")
+    if start is not None:
+        gain = ranked[0]["accuracy"] - start
+        lines.append(f"start network {start:.4f}; best {ranked[0]['accuracy']:.4f} ({gain:+.4f})")
     lines.append(f"top {min(top, len(ranked))}:")
     lines += [f"  {c['accuracy']:.4f}  {c['params']:>10,} params  {c['net']}" for c in ranked[:top]]
     store_path = config["store"] or str(folder / "store.sqlite")

@@ -70,9 +70,14 @@ def _search(args: argparse.Namespace) -> int:
             f"eas-gym: --nets {args.nets} rounded up to {rounded} (whole batches of {args.batch})",
             file=sys.stderr,
         )
+    from agents.runner import read_summary
+
     children = run_search(search)
     best = max(children, key=lambda c: c["accuracy"])
     print(f"{len(children)} networks; best {best['accuracy']:.4f}: {best['net']}")
+    start = read_summary(args.out).get("start_accuracy")
+    if start is not None:
+        print(f"start network {start:.4f}; gain {best['accuracy'] - start:+.4f}")
     print(f"run folder: {args.out} (best network: eas_gym.load_model('{args.out}/best'))")
     return 0
 
@@ -231,15 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``eas-gym``."""
     parser = argparse.ArgumentParser(prog="eas-gym", description="Efficient Architecture Search")
     sub = parser.add_subparsers(dest="command", required=True)
-    shows_defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+
     env_help = "a registered env id (eas-gym list shows them)"
 
-    listing = sub.add_parser("list", help="the registered env ids, one line each", **shows_defaults)
+    listing = command("list", "the registered env ids, one line each")
     listing.set_defaults(func=_list)
 
-    search = sub.add_parser(
-        "search", help="run (or resume) a search into a run folder", **shows_defaults
-    )
+    search = command("search", "run (or resume) a search into a run folder")
     search.add_argument("--env", default="EAS-CIFAR10-CPU-v1", help=env_help)
     search.add_argument(
         "--agent",
@@ -279,9 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(search)
     search.set_defaults(func=_search)
 
-    comp = sub.add_parser(
-        "compare", help="run or reuse searches and tabulate them", **shows_defaults
-    )
+    comp = command("compare", "run or reuse searches and tabulate them")
     comp.add_argument("--env", default="EAS-CIFAR10-CPU-v1", help=env_help)
     comp.add_argument(
         "--agents",
@@ -312,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(comp)
     comp.set_defaults(func=_compare)
 
-    train = sub.add_parser("train", help="final training of a found network", **shows_defaults)
+    train = command("train", "final training of a found network")
     train.add_argument("target", help="a run folder, a saved model folder, or a net string")
     train.add_argument("--epochs", type=float, default=300.0, help="the paper's final training")
     train.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
@@ -340,14 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", default=None)
     train.set_defaults(func=_train)
 
-    show = sub.add_parser("show", help="summarise a run folder", **shows_defaults)
+    show = command("show", "summarise a run folder")
     show.add_argument("run", help="a run folder written by eas-gym search")
     show.add_argument("--top", type=int, default=5, help="networks to list")
     show.set_defaults(func=_show)
 
-    demo = sub.add_parser(
-        "demo", help="apply a wider and a deeper step and show preservation", **shows_defaults
-    )
+    demo = command("demo", "apply a wider and a deeper step and show preservation")
     demo.add_argument("--net", default="C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -267,6 +268,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """How the last step's child was scored: from the store or trained, in how long."""
         self.last_episode_provenance: dict[str, Any] | None = None
         """The same summed over the last finished episode (kept through the next reset)."""
+        self.on_episode_end: Callable[[dict[str, Any]], None] | None = None
+        """Called with the final ``info`` when an episode ends (progress displays)."""
         self._episode_provenance: dict[str, Any] = {}
         self._lineage = ""
         self._evaluation: str | None = None
@@ -323,6 +326,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         tally["cache_hits"] += int(self.step_provenance["cache_hit"])
         if terminated:
             self.last_episode_provenance = dict(tally)
+            if self.on_episode_end is not None:
+                self.on_episode_end(self._info())
 
         if self.reward_mode == "dense":
             r = self._reward(arch, self._accuracy) - previous

@@ -255,7 +255,8 @@ class ChildScorer:
         `transforms` that led from it and its `lineage`. `net`, the module of `arch` already
         holding `state`, is trained in place if given (so a step builds its child once).
         """
-        kwargs = {"parent": parent, "transforms": transforms, "seed": seed, "net": net}
+        kwargs: dict[str, Any] = {"parent": parent, "transforms": transforms, "seed": seed}
+        kwargs["net"] = net
         # The surrogate is free: no lookups, so `info` stays seed-determined.
         if self.config.evaluator == "surrogate" or not self.cache:
             return self._evaluate(arch, state, lineage=lineage, record=self.cache, **kwargs)

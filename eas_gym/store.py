@@ -46,6 +46,9 @@ SCHEMA_VERSION = 2
 2: a ``lineage`` column, one row per (net, config, lineage). Older stores are migrated on open:
 their rows keep ``lineage = ''``, the paper's net-string cache (see :data:`BY_NET`)."""
 
+CHILD_LOCK_FILES = 64
+"""Lock files shared by the per-child locks (see :meth:`EvalStore.lock`)."""
+
 BY_NET = ""
 """The lineage of rows cached by net string alone (the paper's cache, ``cache_by="net"``)."""
 
@@ -313,13 +316,21 @@ class EvalStore:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """An exclusive inter-process lock (POSIX ``flock``; a no-op where that is missing)."""
+        """An exclusive inter-process lock (POSIX ``flock``; a no-op where that is missing).
+
+        Lock files live in ``locks/`` beside the database. Names starting ``child-`` (one per
+        evaluated child, never held two at a time) share :data:`CHILD_LOCK_FILES` files, so
+        the folder stays small; two children in one file only wait for each other.
+        """
         try:
             import fcntl
         except ImportError:  # Windows: single-process use only
             yield
             return
-        path = self.root / "locks" / f"{config_key({'lock': name})}.lock"
+        digest = config_key({"lock": name})
+        if name.startswith("child-"):
+            digest = f"child-{int(digest, 16) % CHILD_LOCK_FILES}"
+        path = self.root / "locks" / f"{digest}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
