@@ -87,8 +87,11 @@ class SearchArgs:
     """The run folder."""
     store: str | None = None
     """Evaluation store path; None: ``out/store.sqlite``."""
-    asynchronous: bool = False
-    """One process per environment (worth it on GPUs; on a small CPU, sync is faster)."""
+    asynchronous: bool | None = None
+    """One process per environment; None: when children train on a CPU of several cores on
+    real data (one thread per worker: 1.16x the children per hour of one process using both
+    cores, benchmarks/RESULTS.md), else in this process (toy and surrogate children are too
+    cheap to pay for worker processes)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
     progress: bool = True
@@ -194,8 +197,7 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
     final = load_checkpoint(out / "checkpoint.pt")
     if final is None or final["update"] < math.ceil(args.nets / args.batch):
         raise ValueError(f"the search in {out} has not finished; run it before its recheck")
-    envs = _make_envs(args, out, env_kwargs, num_envs=batch)
-    agent = _make_agent(spec, envs, args.seed)
+    agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed)
     saved = load_checkpoint(out / "recheck.pt")
     if saved is not None and saved.get("episodes") == episodes:
         agent.load_state_dict(saved["agent"])
@@ -204,8 +206,11 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
         agent.load_state_dict(final["agent"])
         records, done = [], 0
     repair_jsonl(out / "recheck.jsonl", records)
+    if done >= episodes // batch:
+        return records
+    envs = _make_envs(args, out, env_kwargs, num_envs=batch)
     try:
-        for j in range(done, math.ceil(episodes / batch)):
+        for j in range(done, episodes // batch):
             seed = episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch)
             records += _run_batch(envs, agent, seed, update=j)
             state = {"agent": agent.state_dict(), "batches": j + 1, "records": records}
@@ -257,14 +262,46 @@ def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any], num_envs
             failure_log=out / "ray_failures.jsonl",
             **env_kwargs,
         )
-    if args.threads is not None and not args.asynchronous:
+    asynchronous = _asynchronous(args, env_kwargs, num_envs)
+    if args.threads is not None and not asynchronous:
         torch.set_num_threads(args.threads)
     return make_vector_env(
-        args.env_id, num_envs, asynchronous=args.asynchronous, threads=args.threads, **env_kwargs
+        args.env_id, num_envs, asynchronous=asynchronous, threads=args.threads, **env_kwargs
     )
 
 
-def _make_agent(spec: AgentSpec, envs, seed: int) -> Agent:
+def _asynchronous(args: SearchArgs, env_kwargs: dict[str, Any], num_envs: int) -> bool:
+    """``args.asynchronous``, or the measured default (see :class:`SearchArgs`)."""
+    if args.asynchronous is not None:
+        return args.asynchronous
+    import gymnasium as gym
+
+    from eas_gym.data import resolve_device
+    from eas_gym.vector import worker_threads
+
+    kwargs = {**gym.spec(args.env_id).kwargs, **env_kwargs}
+    trains_for_real = (
+        kwargs.get("evaluator", "train") == "train"
+        and kwargs.get("dataset", "cifar10") != "synthetic"
+    )
+    on_cpu = resolve_device(kwargs.get("device", "auto")).type == "cpu"
+    cores = worker_threads(1)
+    return trains_for_real and on_cpu and cores > 1 and num_envs > 1
+
+
+def _spaces(args: SearchArgs, env_kwargs: dict[str, Any]) -> Any:
+    """An object with the single env's spaces (built without loading data or workers)."""
+    import gymnasium as gym
+
+    env = gym.make(args.env_id, **env_kwargs)
+    spaces = type("Spaces", (), {})()
+    spaces.single_observation_space = env.observation_space
+    spaces.single_action_space = env.action_space
+    env.close()
+    return spaces
+
+
+def _make_agent(spec: AgentSpec, envs: Any, seed: int) -> Agent:
     cls = load_agent_class(spec.name)
     return cls(envs.single_observation_space, envs.single_action_space, seed=seed, **spec.options)
 
@@ -296,9 +333,11 @@ def _run_protocol(
     args: SearchArgs, spec: AgentSpec, out: Path, env_kwargs: dict[str, Any]
 ) -> list[dict[str, Any]]:
     num_updates = math.ceil(args.nets / args.batch)
-    envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
-    agent = _make_agent(spec, envs, args.seed)
+    agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed)
     done, children = _restore(agent, out, args.batch)
+    if done >= num_updates:  # finished: no environments (nor worker processes) needed
+        return children
+    envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
     total = num_updates * args.batch
     bar = tqdm(
         total=total,

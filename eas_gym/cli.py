@@ -267,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--out", default="runs/search")
     search.add_argument("--store", default=None, help="evaluation store (default: in --out)")
     search.add_argument(
-        "--async", dest="asynchronous", action="store_true", help="one process per environment"
+        "--async",
+        dest="asynchronous",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one process per environment (default: on multi-core CPUs for real data)",
     )
     search.add_argument(
         "--executor",
