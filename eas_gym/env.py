@@ -220,7 +220,10 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.family = FAMILIES[space]
         self.search_space = self.family.space
         start = self.family.start.to_string() if start_net is None else start_net
-        self.start_arch = self.family.parse(start, NUM_CLASSES[dataset])
+        try:
+            self.start_arch = self.family.parse(start, NUM_CLASSES[dataset])
+        except ValueError as e:
+            raise ValueError(f"`start_net` {start!r}: {e}") from e
         self.family.check(self.start_arch)
         self.schedule = parse_schedule(schedule)
         self.reward_mode, self.reward_shape = reward_mode, reward_shape
@@ -288,8 +291,10 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """Apply one transform, verify it, train and score the child as the mode says."""
         action = np.asarray(action)
         if not self.action_space.contains(action):
-            shown = np.array2string(action, separator=",", max_line_width=10**6, threshold=64)
-            raise ValueError(f"action {shown} not in {self.action_space}")
+            shown = repr(action.tolist()).replace("\n", " ")  # one line, whatever the shape
+            shown = shown if len(shown) <= 200 else shown[:200] + "..."
+            space = f"MultiDiscrete({self.action_space.nvec.tolist()})"
+            raise ValueError(f"action {shown} not in {space}")
         if self._t is None or self._t >= len(self.schedule):
             raise RuntimeError("Call `reset()` before `step()` (and after an episode ends)")
         kind = self.schedule[self._t]
