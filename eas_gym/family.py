@@ -236,8 +236,8 @@ FAMILIES: dict[str, Family] = {
 def parse_net(net: str, *, num_classes: int = 10, in_channels: int = 3) -> AnyArch:
     """A plain or DenseNet architecture from its net string (DenseNet strings start ``D<n>``).
 
-    >>> parse_net("D8 4x2 T 4x2").num_units, len(parse_net("C16-3 MP FC32").layers)
-    (4, 3)
+    >>> parse_net("D8 4x2 T 4x2").num_units, len(parse_net("C16-3 MP C16-3 GAP FC32").layers)
+    (4, 4)
     """
     if not isinstance(net, str):
         raise TypeError(f"Expected a net string, got {type(net).__name__}")
