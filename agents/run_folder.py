@@ -12,6 +12,10 @@ A run folder holds:
   repaired from it, with a warning naming the file and line);
 * ``recheck.jsonl``: the honest re-evaluation's records, if one was run (same scheme, with
   ``recheck.pt``).
+
+Study data kept in a repository (``benchmarks/data/``) holds the records without the ``.pt``
+files (agent weights): a finished search or recheck is then read from its ``.jsonl`` alone
+(:func:`finished_records`); only extending it needs the checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 __all__ = [
     "CHILD_FIELDS",
     "child_record",
+    "finished_records",
     "check_config",
     "load_checkpoint",
     "read_children",
@@ -240,3 +245,26 @@ def repair_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     canonical = "".join(json.dumps(r) + "\n" for r in records)
     if not path.exists() or path.read_text(errors="replace") != canonical:
         write_jsonl(path, records)  # also mends a cut final newline, before anything appends
+
+
+def finished_records(path: Path, needed: int) -> list[dict[str, Any]] | None:
+    """The records of a finished run kept without its checkpoint; None if there are none.
+
+    Args:
+        path: ``children.jsonl`` or ``recheck.jsonl``.
+        needed: How many records the run must hold to count as finished.
+
+    Raises:
+        ValueError: The file holds fewer records than `needed`: without the checkpoint (the
+            agent's state) such a run can be neither resumed nor extended.
+    """
+    records = read_jsonl(path)
+    if not records:
+        return None
+    if len(records) < needed:
+        raise ValueError(
+            f"{path} holds {len(records)} records, fewer than the {needed} asked for, and its "
+            "checkpoint (.pt) is missing: the run cannot go on without the agent's state; "
+            "ask for at most that many, restore the checkpoint, or use another --out"
+        )
+    return records

@@ -36,6 +36,7 @@ from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spe
 from agents.run_folder import (
     check_config,
     child_record,
+    finished_records,
     load_checkpoint,
     read_children,
     read_jsonl,
@@ -194,11 +195,13 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
         from agents.sb3_runner import recheck_sb3
 
         return recheck_sb3(args, spec, out, env_kwargs, episodes, batch)
+    saved = load_checkpoint(out / "recheck.pt")
+    if saved is None and (kept := finished_records(out / "recheck.jsonl", episodes)):
+        return kept  # a finished recheck kept without its .pt file
     final = load_checkpoint(out / "checkpoint.pt")
     if final is None or final["update"] < math.ceil(args.nets / args.batch):
         raise ValueError(f"the search in {out} has not finished; run it before its recheck")
     agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed)
-    saved = load_checkpoint(out / "recheck.pt")
     if saved is not None and saved.get("episodes") == episodes:
         agent.load_state_dict(saved["agent"])
         records, done = list(saved["records"]), saved["batches"]
@@ -306,10 +309,19 @@ def _make_agent(spec: AgentSpec, envs: Any, seed: int) -> Agent:
     return cls(envs.single_observation_space, envs.single_action_space, seed=seed, **spec.options)
 
 
-def _restore(agent: Agent, out: Path, batch: int) -> tuple[int, list[dict[str, Any]]]:
-    """(updates done, child records) from the checkpoint; children.jsonl is made to match."""
+def _restore(
+    agent: Agent, out: Path, batch: int, num_updates: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """(updates done, child records) from the checkpoint; children.jsonl is made to match.
+
+    Without a checkpoint, a finished run's records (study data kept without ``.pt`` files)
+    are read from children.jsonl.
+    """
     state = load_checkpoint(out / "checkpoint.pt")
     if state is None:
+        kept = finished_records(out / "children.jsonl", num_updates * batch)
+        if kept is not None:
+            return len(kept) // batch, kept
         children: list[dict[str, Any]] = []
         done = 0
     else:
@@ -334,7 +346,7 @@ def _run_protocol(
 ) -> list[dict[str, Any]]:
     num_updates = math.ceil(args.nets / args.batch)
     agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed)
-    done, children = _restore(agent, out, args.batch)
+    done, children = _restore(agent, out, args.batch, num_updates)
     if done >= num_updates:  # finished: no environments (nor worker processes) needed
         return children
     envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)

@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.registry import AgentSpec
 from agents.run_folder import (
     child_record,
+    finished_records,
     load_checkpoint,
     repair_jsonl,
     save_checkpoint,
@@ -85,10 +86,12 @@ def run_sb3(
     args: Any, spec: AgentSpec, out: Path, env_kwargs: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Train ``spec`` (ppo, a2c or maskable-ppo) until ``args.nets`` networks are sampled."""
-    venv = make_sb3_vec_env(args.env_id, args.batch, seed=args.seed, env_kwargs=env_kwargs)
-    episode_length = len(venv.get_attr("schedule", indices=0)[0])
     total = math.ceil(args.nets / args.batch) * args.batch
     saved = load_checkpoint(out / _STATE)
+    if saved is None and (kept := finished_records(out / "children.jsonl", total)):
+        return kept  # a finished run kept without its .pt file (study data)
+    venv = make_sb3_vec_env(args.env_id, args.batch, seed=args.seed, env_kwargs=env_kwargs)
+    episode_length = len(venv.get_attr("schedule", indices=0)[0])
     model = _model(spec, venv, args.seed, saved)
     children = [] if saved is None else list(saved["children"])
     repair_jsonl(out / "children.jsonl", children)
@@ -114,6 +117,10 @@ def recheck_sb3(
     """Fresh episodes from the finished model's stochastic policy (see ``run_recheck``)."""
     from agents.runner import RECHECK_UPDATE_OFFSET, episode_seed
 
+    episodes = math.ceil(episodes / batch) * batch
+    previous = load_checkpoint(out / "recheck.pt")
+    if previous is None and (kept := finished_records(out / "recheck.jsonl", episodes)):
+        return kept
     saved = load_checkpoint(out / _STATE)
     total = math.ceil(args.nets / args.batch) * args.batch
     if saved is None or saved["nets"] < total:
@@ -121,11 +128,9 @@ def recheck_sb3(
     venv = make_sb3_vec_env(args.env_id, batch, seed=args.seed, env_kwargs=env_kwargs)
     model = _model(spec, venv, args.seed, saved)
     episode_length = len(venv.get_attr("schedule", indices=0)[0])
-    previous = load_checkpoint(out / "recheck.pt")
     done_ok = previous is not None and previous.get("episodes") == episodes
     records = list(previous["records"]) if done_ok else []
     start = previous["batches"] if done_ok else 0
-    episodes = math.ceil(episodes / batch) * batch
     masked = spec.name == "maskable-ppo"
     try:
         for j in range(start, math.ceil(episodes / batch)):

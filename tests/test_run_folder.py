@@ -82,3 +82,19 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         save_checkpoint({"x": 1}, tmp_path / "c.pt")
     assert json.loads(path.read_text()) == {"a": 1}  # the old content is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]  # no temp files
+
+
+def test_a_finished_run_kept_without_checkpoints_is_read_not_rerun(tmp_path):
+    """Study data in a repository keeps records, not .pt files: reading it trains nothing."""
+    from agents.runner import run_recheck
+
+    out = tmp_path / "run"
+    original = run_search(_args(out, nets=4))
+    recheck = run_recheck(_args(out, nets=4), 2)
+    for name in ("checkpoint.pt", "recheck.pt"):
+        (out / name).unlink()
+    assert run_search(_args(out, nets=4)) == original
+    assert run_recheck(_args(out, nets=4), 2) == recheck
+    assert not (out / "checkpoint.pt").exists()  # nothing was run again
+    with pytest.raises(ValueError, match="cannot go on without the agent's state"):
+        run_search(_args(out, nets=6))
