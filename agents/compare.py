@@ -288,17 +288,18 @@ def plot_comparison(
     left.xaxis.get_major_locator().set_params(integer=True)
     left.set_title(title)
     handles, names = left.get_legend_handles_labels()
+    columns = 3 if timed else 2
     fig.legend(
         handles,
         names,
         loc="lower center",
-        ncol=min(len(names), 4),
+        ncol=columns,
         fontsize=8,
         title="mean ± SE over seeds (shaded)",
         title_fontsize=8,
         frameon=False,
     )
-    fig.tight_layout(rect=(0, 0.08 + 0.04 * math.ceil(len(names) / 4), 1, 1))
+    fig.tight_layout(rect=(0, 0.06 + 0.055 * (math.ceil(len(names) / columns) + 1), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
