@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -360,15 +361,21 @@ def _run_protocol(
         dynamic_ncols=True,
     )
     if children and len(children) < total:
-        bar.write(f"resuming {out}: {len(children)} of {total} networks done")
+        bar.write(f"resuming {out}: {len(children)} of {total} networks done", file=sys.stderr)
     progress = _Progress(bar, children)
-    if hasattr(envs, "envs"):  # a SyncVectorEnv: count each network as it is scored
+    in_turn = hasattr(envs, "envs")  # a SyncVectorEnv: count each network as it is scored
+    if in_turn:
         for env in envs.envs:
             env.unwrapped.on_episode_end = progress.network_done
     try:
         for update in range(done, num_updates):
+            status = "" if in_turn else f"scoring {args.batch} networks side by side"
             if not children:
-                bar.set_postfix_str("training (or loading) the start network")
+                status = "training (or loading) the start network" + (
+                    f", then {status}" if status else ""
+                )
+            if status:
+                progress.status(status)
             seed = episode_seed(args.seed, update, args.batch)
             batch = _run_batch(envs, agent, seed, update)
             metrics = agent.update()
@@ -396,7 +403,7 @@ class _Progress:
 
     def __init__(self, bar: tqdm, children: list[dict[str, Any]]) -> None:
         self.bar, self.start, self.initial = bar, time.perf_counter(), len(children)
-        self.shown = len(children)
+        self.shown, self.words = len(children), ""
         self.best = max((c["accuracy"] for c in children), default=None)
 
     def network_done(self, info: dict[str, Any]) -> None:
@@ -405,20 +412,29 @@ class _Progress:
         if accuracy is not None and (self.best is None or accuracy > self.best):
             self.best = accuracy
         self.shown += 1
+        self.words = ""
         self.bar.update(1)
         self._postfix()
 
     def batch_done(self, count: int) -> None:
         """An update finished with `count` networks in all (ticks what was not counted)."""
         self.bar.update(count - self.shown)
-        self.shown = count
+        self.shown, self.words = count, ""
+        self._postfix()
+
+    def status(self, words: str) -> None:
+        """Say what the search is doing until the next network is counted."""
+        self.words = words
         self._postfix()
 
     def _postfix(self) -> None:
         minutes = (time.perf_counter() - self.start) / 60
         rate = (self.shown - self.initial) / max(minutes, 1e-9)
         best = "n/a" if self.best is None else f"{self.best:.4f}"
-        self.bar.set_postfix(best=best, nets_per_min=f"{rate:.1f}")
+        fields = {"best": best, "nets_per_min": f"{rate:.1f}"}
+        if self.words:
+            fields["now"] = self.words
+        self.bar.set_postfix(fields)
 
 
 def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any]]:
