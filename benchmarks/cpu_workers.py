@@ -1,6 +1,6 @@
 """Children per hour on a small CPU: one process with all the threads, or one process per core?
 
-    python benchmarks/cpu_workers.py --env EAS-CIFAR10-CPU-v1 --data-dir ../shared/data \
+    python benchmarks/cpu_workers.py --env EAS-CIFAR10-CPU-v2 --data-dir ../shared/data \
         [--batches 3] [--out benchmarks/cpu_workers.png]
 
 Runs the same random-search batches (``--envs`` environments, one episode each, sparse reward:
@@ -92,7 +92,7 @@ def time_layout(env_id, kwargs, store, envs_count, asynchronous, threads, batche
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="EAS-CIFAR10-CPU-v1")
+    parser.add_argument("--env", default="EAS-CIFAR10-CPU-v2")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR"))
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))

@@ -14,7 +14,7 @@ c. ``paper_child``: one child under the paper's protocol (paper start net, 20 ep
    batch 64, lr 0.02 cosine, crop + flip): seconds and validation / test accuracy;
 d. ``workers``: children per hour on one GPU with 1, 4 and 8 worker processes side by side
    (``make_vector_env``, random search, sparse reward), on the CPU preset's data
-   (``EAS-CIFAR10-CPU-v1`` at 16x16, on CUDA) and on the paper protocol with 1-epoch fine-tunes;
+   (``EAS-CIFAR10-CPU-v2`` at 16x16, on CUDA) and on the paper protocol with 1-epoch fine-tunes;
 e. ``search``: a short real REINFORCE search on ``EAS-CIFAR10-v0`` scaled to the minutes left.
 
 Data: CIFAR-10 in torchvision's layout from ``$EAS_DATA_DIR``, ``../shared/data`` or the
@@ -57,7 +57,7 @@ FULL = {
     "worker_counts": (1, 4, 8),
     "worker_seconds": 45.0,
     "workers_envs": {
-        "cpu-preset": ("EAS-CIFAR10-CPU-v1", {}),
+        "cpu-preset": ("EAS-CIFAR10-CPU-v2", {}),
         "paper-1-epoch": ("EAS-CIFAR10-v0", {"epochs": 1.0, "start_epochs": 2.0}),
     },
     "search": {"nets": 20, "batch": 10, "epochs": 2.0, "start_epochs": 10.0},
@@ -71,7 +71,7 @@ DRY = {
     "worker_counts": (1, 2),
     "worker_seconds": 2.0,
     "workers_envs": {
-        "cpu-preset": ("EAS-CIFAR10-CPU-v1", {"epochs": 0.2, "start_epochs": 0.2}),
+        "cpu-preset": ("EAS-CIFAR10-CPU-v2", {"epochs": 0.2, "start_epochs": 0.2}),
     },
     "search": {"nets": 2, "batch": 2, "epochs": 0.2, "start_epochs": 0.2},
 }

@@ -1,6 +1,6 @@
 """Does architecture matter in a preset? Fixed policies vs random search, and the retrain noise.
 
-    python benchmarks/preset_probe.py --env EAS-CIFAR10-CPU-v1 --data-dir ../shared/data \
+    python benchmarks/preset_probe.py --env EAS-CIFAR10-CPU-v2 --data-dir ../shared/data \
         [--set epochs=15 --set val_size=5000 ...] [--nets 8] [--retrain 6 --retrain-seeds 2] \
         [--name my-candidate] [--out-dir benchmarks/data/preset_probe] [--threads 1]
 

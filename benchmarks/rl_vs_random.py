@@ -1,6 +1,6 @@
 """Search agents against random search (the paper's demo), as a statistical comparison.
 
-    python benchmarks/rl_vs_random.py [--env EAS-CIFAR10-CPU-v1] [--data-dir ../shared/data]
+    python benchmarks/rl_vs_random.py [--env EAS-CIFAR10-CPU-v2] [--data-dir ../shared/data]
         [--agents reinforce,random] [--seeds 10] [--nets 60] [--recheck 10]
         [--out-dir benchmarks/data/rl_vs_random] [--out benchmarks/rl_vs_random.png]
 
@@ -43,7 +43,7 @@ def env_kwargs_for(env_id: str, data_dir: str | None, overrides: list[str]) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="EAS-CIFAR10-CPU-v1")
+    parser.add_argument("--env", default="EAS-CIFAR10-CPU-v2")
     parser.add_argument("--agents", default="reinforce,random", help="agent specs, comma-separated")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)

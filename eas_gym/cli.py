@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_list)
 
     search = command("search", "run (or resume) a search into a run folder")
-    search.add_argument("--env", default="EAS-CIFAR10-CPU-v1", help=env_help)
+    search.add_argument("--env", default="EAS-CIFAR10-CPU-v2", help=env_help)
     search.add_argument(
         "--agent",
         default="reinforce",
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(func=_search)
 
     comp = command("compare", "run or reuse searches and tabulate them")
-    comp.add_argument("--env", default="EAS-CIFAR10-CPU-v1", help=env_help)
+    comp.add_argument("--env", default="EAS-CIFAR10-CPU-v2", help=env_help)
     comp.add_argument(
         "--agents",
         default="reinforce,random",

@@ -168,6 +168,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     * v0: Initial version. eas_gym 0.2: ``cache_hit`` and ``train_seconds`` left ``info`` for
       ``step_provenance``; ``lineage`` joined it; ``cache_by`` and ``cache`` were added.
     * EAS-CIFAR10-CPU-v1: a CPU preset where architecture matters (``benchmarks/RESULTS.md``).
+    * EAS-CIFAR10-CPU-v2: v1 with 17-epoch fine-tunes and 20k validation images, the first
+      preset to pass the probe's whole gate.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}

@@ -184,7 +184,7 @@ def test_killed_search_resumes_without_losing_or_retraining(tmp_path):
 def test_list_prints_every_id(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "EAS-CIFAR10-CPU-v1" in out and "EAS-Surrogate-v0" in out
+    assert "EAS-CIFAR10-CPU-v2" in out and "EAS-Surrogate-v0" in out
     assert all(line.count(";") >= 2 for line in out.strip().splitlines())
 
 

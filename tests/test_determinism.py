@@ -43,6 +43,7 @@ CPU_IDS = [
     "EAS-Synthetic-v0",
     "EAS-CIFAR10-CPU-v0",
     "EAS-CIFAR10-CPU-v1",
+    "EAS-CIFAR10-CPU-v2",
     "EAS-DenseNet-CIFAR10-CPU-v0",
 ]
 
