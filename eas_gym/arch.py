@@ -11,6 +11,8 @@ Two string forms round-trip exactly:
 * the paper's token form, ``"conv-16-3_pool_conv-32-3_pool_conv-64-3_pool_conv-128-3_fc-256"``.
 
 This module imports neither torch nor gymnasium.
+
+Kept whole over 400 lines: layers, net-string grammar and space limits are one concept (STYLE §2).
 """
 
 from __future__ import annotations

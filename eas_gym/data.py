@@ -1,4 +1,4 @@
-"""Datasets as uint8 tensors on the training device, a fixed validation split, on-device batches.
+"""Loading datasets: the files, a fixed validation split, normalisation statistics.
 
 CIFAR-10, CIFAR-100 and SVHN are read through torchvision's dataset classes (and downloaded by
 them when ``download=True``). A ``"synthetic"`` dataset with learnable class structure needs no
@@ -11,22 +11,25 @@ Departures for CPU presets, all off by default: class-balanced subsets (``train_
 ``val_size``, ``test_size``) and smaller images (``image_size``, antialiased bilinear
 downsampling).
 
-Each split is one ``(N, C, H, W)`` uint8 tensor. :func:`iterate_batches` shuffles, augments and
-normalises with batched tensor ops on that tensor's device, drawing every random number from an
-explicit CPU ``torch.Generator``, so a seed fixes the batches on any device.
+Each split is one ``(N, C, H, W)`` uint8 tensor (:mod:`eas_gym.splits`). :func:`iterate_batches`
+(:mod:`eas_gym.batches`) shuffles, augments and normalises with batched tensor ops on that
+tensor's device, drawing every random number from an explicit CPU ``torch.Generator``, so a seed
+fixes the batches on any device. The synthetic set lives in :mod:`eas_gym.synthetic`. Those
+modules' public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from eas_gym.batches import iterate_batches
+from eas_gym.splits import DataBundle, Split, resolve_device
+from eas_gym.synthetic import SYNTHETIC_SEED, make_synthetic
 
 __all__ = [
     "DATASETS",
@@ -46,21 +49,10 @@ DATASETS = ("cifar10", "cifar100", "svhn", "synthetic")
 
 PAPER_VAL_SIZE = 5000
 SPLIT_SEED = 88
-SYNTHETIC_SEED = 0
-# Images augmented and normalised per tensor op: amortises per-op overhead while the chunk's
-# temporaries still fit in the CPU's cache (256 measured fastest here, 2048 was 25% slower).
-_CHUNK_IMAGES = 256
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset's files are not in the data folder and were not downloaded."""
-
-
-def resolve_device(device: torch.device | str = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else -> ``torch.device``."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def default_data_dir() -> Path:
@@ -69,183 +61,6 @@ def default_data_dir() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "eas_gym" / "data"
-
-
-@dataclass(frozen=True, eq=False)
-class Split:
-    """Images and labels of one split.
-
-    Args:
-        images: ``(N, C, H, W)`` uint8 pixels.
-        labels: ``(N,)`` int64 class indices, on the same device.
-    """
-
-    images: Tensor
-    labels: Tensor
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(
-                f"Expected `images` to be a (N, C, H, W) uint8 tensor, got {self.images.dtype} "
-                f"of shape {tuple(self.images.shape)}"
-            )
-        if self.labels.shape != self.images.shape[:1]:
-            raise ValueError(
-                f"Expected `labels` of shape {tuple(self.images.shape[:1])}, "
-                f"got {tuple(self.labels.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def device(self) -> torch.device:
-        """Where the tensors live."""
-        return self.images.device
-
-    def to(self, device: torch.device | str) -> Split:
-        """This split on `device` (self if already there)."""
-        device = torch.device(device)
-        if self.images.device == device:
-            return self
-        return Split(self.images.to(device), self.labels.to(device))
-
-
-@dataclass(frozen=True, eq=False)
-class DataBundle:
-    """A dataset's train, validation and test splits and its normalisation.
-
-    Args:
-        name: One of :data:`DATASETS`.
-        train: Training split (the paper: 45,000 images).
-        val: Validation split drawn from the training set (the paper: 5,000 images).
-        test: The official test set (or a class-balanced subset of it).
-        mean: Per-channel mean of the training split, pixel values scaled to [0, 1].
-        std: Per-channel standard deviation of the training split, same scale.
-        num_classes: Number of classes.
-    """
-
-    name: str
-    train: Split
-    val: Split
-    test: Split
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    num_classes: int
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of every image."""
-        channels, height, width = self.train.images.shape[1:]
-        return channels, height, width
-
-    @property
-    def device(self) -> torch.device:
-        """Where the splits live."""
-        return self.train.device
-
-    def to(self, device: torch.device | str) -> DataBundle:
-        """This bundle with every split on `device`."""
-        device = resolve_device(device)
-        return DataBundle(
-            self.name,
-            self.train.to(device),
-            self.val.to(device),
-            self.test.to(device),
-            self.mean,
-            self.std,
-            self.num_classes,
-        )
-
-
-# ---- batches -------------------------------------------------------------------------------
-
-
-def iterate_batches(
-    split: Split,
-    batch_size: int,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    shuffle: bool = False,
-    augment: bool = False,
-    drop_last: bool = False,
-    generator: torch.Generator | None = None,
-    padding: int = 4,
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield normalised float32 ``(B, C, H, W)`` images and their labels, on the split's device.
-
-    With `augment`, each image gets a random crop of its zero-padded copy (``padding`` pixels on
-    every side) and a horizontal flip with probability 1/2, as torchvision's
-    ``RandomCrop(H, padding)`` + ``RandomHorizontalFlip()``, but as one copy for a chunk of
-    images. Random numbers come from `generator` on the CPU and are moved to the device once per
-    pass, so the batches depend only on the seed.
-
-    Args:
-        split: The images and labels.
-        batch_size: Images per batch.
-        mean: Per-channel mean in [0, 1] pixel units.
-        std: Per-channel standard deviation in [0, 1] pixel units.
-        shuffle: Visit the images in a random order.
-        augment: Random crop and flip.
-        drop_last: Drop the last batch when it is smaller than `batch_size`.
-        generator: A CPU generator; required when `shuffle` or `augment`.
-        padding: Pixels of zero padding for the random crop.
-
-    Yields:
-        ``(images, labels)``: float32 ``(B, C, H, W)`` and int64 ``(B,)``.
-    """
-    if batch_size < 1:
-        raise ValueError(f"Expected `batch_size` >= 1, got {batch_size}")
-    if (shuffle or augment) and generator is None:
-        raise ValueError("`generator` is required when `shuffle` or `augment` is set")
-    if generator is not None and generator.device.type != "cpu":
-        raise ValueError(f"Expected a CPU `generator`, got one on {generator.device}")
-    n = len(split)
-    device = split.device
-    # All random numbers are drawn on the CPU for the whole pass, then moved once.
-    order = torch.randperm(n, generator=generator).to(device) if shuffle else None
-    if augment:
-        # Offsets in [0, 2p] into the padded image and one flip bit per image: (N,) each.
-        draws = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
-        flip = torch.randint(0, 2, (n,), generator=generator, dtype=torch.bool).to(device)
-        dy, dx = draws.to(device)
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, -1, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], device=device)
-    shift = shift.view(1, -1, 1, 1)
-
-    stop = n - n % batch_size if drop_last else n
-    chunk = max(batch_size, _CHUNK_IMAGES // batch_size * batch_size)
-    for start in range(0, stop, chunk):
-        end = min(start + chunk, stop)
-        if order is None:
-            images, labels = split.images[start:end], split.labels[start:end]
-        else:
-            index = order[start:end]  # index_select: ~10x faster than images[index] on CPU
-            images = split.images.index_select(0, index)
-            labels = split.labels.index_select(0, index)
-        if augment:
-            images = _crop_flip(images, dy[start:end], dx[start:end], flip[start:end], padding)
-        x = images.float().mul_(scale).add_(shift)  # (x / 255 - mean) / std
-        for b in range(0, end - start, batch_size):
-            yield x[b : b + batch_size], labels[b : b + batch_size]
-
-
-def _crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, padding: int) -> Tensor:
-    """Crops of zero-padded `images` (n, C, H, W) at offsets (dy, dx), mirrored where `flip`.
-
-    One copy: both orientations are padded into one buffer, and a strided view of it whose first
-    index is any start offset lets a single ``index_select`` pick every crop (on CPU ~7x faster
-    than a per-pixel gather). A mirrored crop at dx is the plain crop at 2p - dx, mirrored; dx
-    is uniform on [0, 2p], so the distribution is the same.
-    """
-    n, c, h, w = images.shape
-    hp, wp = h + 2 * padding, w + 2 * padding
-    both = F.pad(torch.stack([images, images.flip(3)]), (padding,) * 4)  # (2, n, C, Hp, Wp)
-    span = (c - 1) * hp * wp + (h - 1) * wp + w  # elements from a crop's first to last pixel
-    windows = both.view(-1).as_strided((both.numel() - span + 1, c, h, w), (1, hp * wp, wp, 1))
-    image = flip.long() * n + torch.arange(n, device=images.device)  # which padded image
-    return windows.index_select(0, image * (c * hp * wp) + dy * wp + dx)
 
 
 # ---- loading -------------------------------------------------------------------------------
@@ -478,70 +293,3 @@ def check_dataset(name: str, data_dir: str | os.PathLike[str] | None, download: 
     missing = [root / f for f in files if not (root / f).is_file()]
     if missing:
         raise DatasetNotFoundError(_missing_message(title, root, files, url, missing))
-
-
-# ---- synthetic data ------------------------------------------------------------------------
-
-
-def make_synthetic(
-    num_train: int,
-    num_test: int,
-    *,
-    num_classes: int = 10,
-    image_size: int = 32,
-    noise: float = 0.2,
-    seed: int = SYNTHETIC_SEED,
-) -> tuple[Split, Split]:
-    """A learnable image dataset with no files: class-dependent colour and stripes plus noise.
-
-    Class ``k`` has a colour (shared with one other class) and stripes of its own orientation,
-    frequency and tint; every image draws its stripe phase and amplitude, a colour cast and
-    pixel noise. A classifier must combine colour and stripe orientation, not match a fixed
-    pixel pattern, so wider and deeper nets score higher. Labels are balanced.
-
-    Args:
-        num_train: Images in the training pool (validation is split from it later).
-        num_test: Images in the test set.
-        num_classes: Number of classes.
-        image_size: Side of the square RGB images.
-        noise: Standard deviation of the Gaussian pixel noise (pixels in [0, 1]).
-        seed: Fixes templates, images and labels.
-
-    Returns:
-        ``(train_pool, test)`` on the CPU.
-
-    Example:
-        >>> train, test = make_synthetic(20, 10, image_size=8)
-        >>> tuple(train.images.shape), train.images.dtype, test.labels.tolist()[:3]
-        ((20, 3, 8, 8), torch.uint8, [0, 1, 2])
-    """
-    if num_classes < 2:
-        raise ValueError(f"Expected `num_classes` >= 2, got {num_classes}")
-    gen = torch.Generator().manual_seed(seed)
-    # Classes 2j and 2j+1 share a colour, so telling them apart needs the stripes.
-    colours = 0.25 + 0.5 * torch.rand(num_classes, 3, generator=gen)
-    colours = colours[torch.arange(num_classes) // 2]  # (K, 3)
-    stripe_rgb = torch.rand(num_classes, 3, generator=gen) - 0.5  # (K, 3)
-    stripe_rgb = stripe_rgb / stripe_rgb.norm(dim=1, keepdim=True)
-    angles = math.pi * (torch.arange(num_classes) + 0.5) / num_classes
-    freqs = 1.5 + torch.arange(num_classes) % 3  # cycles per image
-    coords = torch.linspace(0, 1, image_size)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (S, S)
-
-    def generate(n: int, gen: torch.Generator) -> Split:
-        labels = torch.arange(n) % num_classes
-        phase = 2 * math.pi * torch.rand(n, 1, 1, generator=gen)
-        along = xx * angles[labels].cos()[:, None, None] + yy * angles[labels].sin()[:, None, None]
-        wave = torch.sin(2 * math.pi * freqs[labels][:, None, None] * along + phase)  # (n, S, S)
-        amplitude = 0.1 + 0.2 * torch.rand(n, 1, 1, 1, generator=gen)
-        jitter = 0.1 * torch.randn(n, 3, 1, 1, generator=gen)  # per-image colour cast
-        x = colours[labels][:, :, None, None] + jitter
-        x = x + amplitude * stripe_rgb[labels][:, :, None, None] * wave[:, None]
-        x = x + noise * torch.randn(n, 3, image_size, image_size, generator=gen)
-        images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-        return Split(images, labels.to(torch.int64))
-
-    # Separate streams: the test set does not depend on `num_train`.
-    train_gen = torch.Generator().manual_seed(seed + 1)
-    test_gen = torch.Generator().manual_seed(seed + 2)
-    return generate(num_train, train_gen), generate(num_test, test_gen)

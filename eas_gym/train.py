@@ -2,7 +2,9 @@
 
 Generic over the model: any ``nn.Module`` mapping ``(B, C, H, W)`` images to logits. The data
 stay on the training device as uint8 tensors (:mod:`eas_gym.data`); shuffling, augmentation
-and normalisation are batched tensor ops seeded by an explicit ``torch.Generator``.
+and normalisation are batched tensor ops seeded by an explicit ``torch.Generator``. What to
+train for (:class:`TrainConfig`, the presets, the schedule) lives in :mod:`eas_gym.train_config`
+and is re-exported here.
 
 Faults are results, not exceptions, so a search can go on: a non-finite loss stops training
 with ``diverged=True``; running out of GPU memory frees the cache and reports ``oom=True``.
@@ -34,7 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eas_gym.data import DataBundle, Split, iterate_batches, resolve_device
+from eas_gym.batches import iterate_batches
+from eas_gym.splits import DataBundle, Split, resolve_device
+from eas_gym.train_config import (
+    FINAL_CONFIG,
+    SCRATCH_CONFIG,
+    SEARCH_CONFIG,
+    TrainConfig,
+    learning_rate,
+)
 
 __all__ = [
     "FINAL_CONFIG",
@@ -47,93 +57,8 @@ __all__ = [
     "resolve_device",
 ]
 
-_SCHEDULES = ("cosine", "constant")
-_TRAIN_SPLITS = ("train", "train+val")
-_EVAL_SPLITS = ("val", "test", None)
 # Smallest width of the full-resolution convs from which channels_last pays off on CPU.
 _CPU_CHANNELS_LAST_MIN_FILTERS = 16
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train a child: SGD with Nesterov momentum and a cosine learning rate.
-
-    Frozen and made of plain values, so it hashes and :meth:`to_dict` is JSON-able (it is part
-    of the evaluation-cache key). Fields left at None are chosen per device and do not change
-    what is computed beyond floating-point rounding, except `amp`.
-
-    Args:
-        epochs: Passes over the training split; fractions allowed (0: evaluate only).
-        batch_size: Training images per SGD step (the last partial batch is dropped).
-        lr: Peak learning rate.
-        momentum: SGD momentum.
-        nesterov: Nesterov momentum.
-        weight_decay: L2 penalty on every parameter.
-        schedule: ``"cosine"`` (per step, from `lr` to 0) or ``"constant"``.
-        augment: Pad-4 random crop and horizontal flip on training batches.
-        train_split: ``"train"``, or ``"train+val"`` to train on every training image.
-        eval_split: Split evaluated after training: ``"val"``, ``"test"`` or None (skip).
-        eval_batch_size: Images per evaluation batch; None: 1024 on CPU, 4096 on CUDA.
-        channels_last: NHWC memory format; None: on CUDA, and on CPU when the convs before the
-            first pool all have at least 16 filters (where it measured faster).
-        amp: bf16 autocast; None: on CUDA only.
-    """
-
-    epochs: float = 20.0
-    batch_size: int = 64
-    lr: float = 0.02
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    augment: bool = True
-    train_split: str = "train"
-    eval_split: str | None = "val"
-    eval_batch_size: int | None = None
-    channels_last: bool | None = None
-    amp: bool | None = None
-
-    def __post_init__(self) -> None:
-        # Equal configs must give equal JSON (the cache key): 20 and 20.0 both become 20.0.
-        for name in ("epochs", "lr", "momentum", "weight_decay"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        if not math.isfinite(self.epochs) or self.epochs < 0:
-            raise ValueError(f"Expected `epochs` >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"Expected `batch_size` >= 1, got {self.batch_size}")
-        if self.eval_batch_size is not None and self.eval_batch_size < 1:
-            raise ValueError(f"Expected `eval_batch_size` >= 1, got {self.eval_batch_size}")
-        if self.lr < 0 or self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError(
-                "Expected `lr`, `momentum` and `weight_decay` >= 0, got "
-                f"{self.lr}, {self.momentum} and {self.weight_decay}"
-            )
-        for label, value, allowed in (
-            ("schedule", self.schedule, _SCHEDULES),
-            ("train_split", self.train_split, _TRAIN_SPLITS),
-            ("eval_split", self.eval_split, _EVAL_SPLITS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"Unknown `{label}` {value!r}; expected one of {allowed}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-able dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**values)
-
-
-SEARCH_CONFIG = TrainConfig(epochs=20, lr=0.02)
-"""The paper's fine-tune of each child during search: 20 epochs, lr 0.02 cosine, batch 64."""
-
-FINAL_CONFIG = TrainConfig(epochs=300, lr=0.1, train_split="train+val", eval_split="test")
-"""The paper's final training of the winner: 300 epochs, lr 0.1, all training images, test."""
-
-SCRATCH_CONFIG = TrainConfig(epochs=60, lr=0.1)
-"""Training a start net from random weights (our choice; the paper gives no schedule)."""
 
 
 @dataclass(frozen=True)
@@ -364,7 +289,7 @@ def _train(
         epoch_steps = 0
         for x, y in _epoch(train, batch_size, data, config.augment, generator):
             for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(config, progress.steps, total_steps)
+                group["lr"] = learning_rate(config, progress.steps, total_steps)
             with autocast:
                 loss = F.cross_entropy(net(x.contiguous(memory_format=memory_format)), y)
             optimizer.zero_grad(set_to_none=True)
@@ -403,12 +328,6 @@ def _epoch(
         drop_last=True,
         generator=generator,
     )
-
-
-def _learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
-    if config.schedule == "constant":
-        return config.lr
-    return 0.5 * config.lr * (1.0 + math.cos(math.pi * step / total_steps))
 
 
 def _steps_per_epoch(num_images: int, batch_size: int) -> int:

@@ -1,7 +1,8 @@
-"""Shared fixtures: tiny networks whose weights look trained, so transforms can be told apart."""
+"""Shared fixtures: tiny networks whose weights look trained, and surrogate-env rollouts."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
 
@@ -36,3 +37,22 @@ def probe_batch(arch: Arch, n: int = 8, size: int = 16, seed: int = 1) -> torch.
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+def rollout(env, seed, steps=None):
+    obs, info = env.reset(seed=seed)
+    trajectory = [(obs, info["net"])]
+    terminated = False
+    while not terminated:
+        action = env.action_space.sample(info["action_mask"])
+        obs, r, terminated, truncated, info = env.step(action)
+        trajectory.append((obs, r, terminated, truncated, info["net"], info["accuracy"]))
+    return trajectory
+
+
+@pytest.fixture
+def surrogate():
+    env = gym.make("EAS-Surrogate-v0", store=":memory:")
+    env.action_space.seed(0)
+    yield env
+    env.close()

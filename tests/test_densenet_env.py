@@ -155,13 +155,6 @@ def test_start_net_outside_the_space_is_refused():
         gym.make("EAS-DenseNet-CIFAR10-CPU-v0", start_net="D8 3x2", store=":memory:")
 
 
-def test_parse_net_and_build_model_pick_the_family():
-    dense_arch, plain_arch = parse_net("D8 4x2 T 4"), parse_net("C8-3 MP C8-3 GAP FC16")
-    assert isinstance(dense_arch, DenseArch) and dense_arch.num_units == 3
-    assert type(build_model(dense_arch)).__name__ == "DenseNet"
-    assert type(build_model(plain_arch)).__name__ == "EASNet"
-
-
 def test_env_ids_register_the_three_settings():
     envs = [gym.make(env_id, store=":memory:").unwrapped for env_id in DENSE_IDS]
     assert [e.search_space.name for e in envs] == ["dense-paper", "dense-paper", "dense-small"]

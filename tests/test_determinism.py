@@ -1,8 +1,10 @@
-"""Same seed, same episode, whatever the store holds; checkers on fresh stores; safe loading."""
+"""Same seed, same episode, whatever the store holds; checkers on fresh stores; safe loading.
+
+The store's own tests (migration, damaged files) are in test_store.py.
+"""
 
 import os
 import pickle
-import sqlite3
 import warnings
 from pathlib import Path
 
@@ -18,7 +20,6 @@ from eas_gym.arch import Arch
 from eas_gym.densenet import DENSE_SMALL_START, build_dense_net, dense_deeper, dense_widen_units
 from eas_gym.morph import net2deeper, net2wider
 from eas_gym.net import build_net
-from eas_gym.store import BY_NET, EvalStore, Evaluation, StoreError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHORT = {"epochs": 0.05, "start_epochs": 0.05, "train_size": 500, "val_size": 250}
@@ -109,13 +110,6 @@ def test_the_papers_net_cache_shares_across_seeds(tmp_path):
     assert second[-1][4]["accuracy"] == first[-1][4]["accuracy"]
 
 
-def test_probe_size_is_part_of_the_key():
-    a = gym.make("EAS-Surrogate-v0", store=":memory:", probe_size=8).unwrapped
-    b = gym.make("EAS-Surrogate-v0", store=":memory:", probe_size=16).unwrapped
-    assert a.config_key != b.config_key
-    assert a.eval_config.start_key() == b.eval_config.start_key()  # the start net is shared
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_transforms_follow_the_weights_dtype(dtype):
     arch = Arch.from_string("C4-3 MP C4-3 GAP FC8")
@@ -138,68 +132,7 @@ def test_transforms_follow_the_weights_dtype(dtype):
     assert (grown(x) - dense(x)).abs().max() <= tolerance * max(1.0, dense(x).abs().max())
 
 
-# ---- the store ---------------------------------------------------------------------------
-
-_V0_SCHEMA = """
-CREATE TABLE evaluations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, net TEXT NOT NULL, config_key TEXT NOT NULL,
-    parent TEXT, transforms TEXT NOT NULL DEFAULT '[]', accuracy REAL NOT NULL, loss REAL,
-    params INTEGER, flops INTEGER, seconds REAL, config TEXT NOT NULL DEFAULT '{}',
-    seed INTEGER, diverged INTEGER NOT NULL DEFAULT 0, oom INTEGER NOT NULL DEFAULT 0,
-    weights TEXT, created REAL NOT NULL, UNIQUE (net, config_key)
-);
-"""  # what eas_gym 0.1.0 wrote
-
-
-def test_a_store_written_by_the_previous_release_is_migrated_and_read(tmp_path):
-    path = tmp_path / "old.sqlite"
-    env = gym.make("EAS-Surrogate-v0", store=":memory:", cache_by="net").unwrapped
-    legacy = env.eval_config.legacy_key()  # 0.1.0's key of these children
-    connection = sqlite3.connect(path)
-    connection.executescript(_V0_SCHEMA)
-    connection.execute(
-        "INSERT INTO evaluations (net, config_key, accuracy, created) VALUES (?, ?, ?, 0)",
-        ("C8-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8", legacy, 0.75),
-    )
-    connection.commit()
-    connection.close()
-    store = EvalStore(path)
-    (row,) = store.all()
-    assert row.lineage == BY_NET and row.accuracy == 0.75
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
-    store.close()
-    env.scorer.store_path = str(path)
-    env.scorer.setup()
-    assert env.scorer._lookup(row.net, BY_NET).accuracy == 0.75
-
-
-def test_damaged_and_foreign_files_are_clear_errors(tmp_path):
-    junk = tmp_path / "junk.sqlite"
-    junk.write_bytes(os.urandom(4096))
-    with pytest.raises(StoreError, match="cannot be opened"):
-        EvalStore(junk)
-    empty = tmp_path / "empty.sqlite"
-    empty.write_bytes(b"")
-    with pytest.warns(UserWarning, match="empty file"):
-        EvalStore(empty).close()
-
-    store = EvalStore(tmp_path / "s.sqlite")
-    name = store.save_weights("C4-3 GAP", "k", {"w": torch.ones(3)})
-    row = Evaluation("C4-3 GAP", "k", 0.5, weights=name)
-    assert torch.equal(store.load_weights(row)["w"], torch.ones(3))
-    target = tmp_path / name
-    data = bytearray(target.read_bytes())
-    data[-20] ^= 0xFF
-    target.write_bytes(bytes(data))
-    with pytest.raises(StoreError, match="checksum"):
-        store.load_weights(row)
-    with pytest.raises(StoreError, match="outside"):
-        store.load_weights(Evaluation("C4-3 GAP", "k", 0.5, weights="/etc/passwd"))
-    with pytest.raises(StoreError, match="outside"):
-        store.load_weights(Evaluation("C4-3 GAP", "k", 0.5, weights="../../x.pt"))
-    target.unlink()
-    with pytest.warns(UserWarning, match="missing"):
-        assert store.load_weights(row) is None
+# ---- files from elsewhere ----------------------------------------------------------------
 
 
 class _Payload:

@@ -1,7 +1,5 @@
-"""EASEnv: API conformance, determinism, masks, cache, rewards, concurrency."""
+"""EASEnv: API conformance, determinism, schedule, masks, errors, rendering, resets."""
 
-import math
-import multiprocessing as mp
 import os
 import warnings
 from pathlib import Path
@@ -9,38 +7,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import rollout
 from gymnasium.utils.env_checker import check_env, data_equivalence
 
-import eas_gym
-import eas_gym.scorer as scorer_module
-from eas_gym.arch import SMALL_SPACE, Arch
-from eas_gym.morph import net2deeper, widen_layers
-from eas_gym.reward import reward
-from eas_gym.spaces import DEEPER, WIDER, action_mask, decode_action
-from eas_gym.store import EvalStore, Evaluation
-from eas_gym.vector import make_vector_env
+from eas_gym.arch import SMALL_SPACE
+from eas_gym.spaces import WIDER
 
 L = SMALL_SPACE.max_layers
 DATA_DIR = Path(os.environ.get("EAS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
-
-
-def rollout(env, seed, steps=None):
-    obs, info = env.reset(seed=seed)
-    trajectory = [(obs, info["net"])]
-    terminated = False
-    while not terminated:
-        action = env.action_space.sample(info["action_mask"])
-        obs, r, terminated, truncated, info = env.step(action)
-        trajectory.append((obs, r, terminated, truncated, info["net"], info["accuracy"]))
-    return trajectory
-
-
-@pytest.fixture
-def surrogate():
-    env = gym.make("EAS-Surrogate-v0", store=":memory:")
-    env.action_space.seed(0)
-    yield env
-    env.close()
 
 
 def test_gymnasium_check_env_no_unexpected_warnings():
@@ -97,33 +71,6 @@ def test_schedule_and_termination(surrogate):
         surrogate.unwrapped.step(surrogate.action_space.sample())
 
 
-def test_dense_rewards_telescope(surrogate):
-    for seed in range(3):
-        traj = rollout(surrogate, seed)
-        total = sum(t[1] for t in traj[1:])
-        start = surrogate.unwrapped._start[1]
-        assert math.isclose(total, reward(traj[-1][5]) - reward(start), rel_tol=1e-9, abs_tol=1e-9)
-
-
-def test_sparse_reward_only_at_the_end():
-    env = gym.make("EAS-Surrogate-v0", store=":memory:", reward_mode="sparse")
-    env.action_space.seed(0)
-    traj = rollout(env, 0)
-    rewards = [t[1] for t in traj[1:]]
-    assert rewards[:-1] == [0.0] * 8
-    assert rewards[-1] == pytest.approx(reward(traj[-1][5])) and rewards[-1] > 0
-    assert all(t[5] is None for t in traj[1:-1])  # untrained children have no accuracy
-
-
-def test_cost_penalty_lowers_reward():
-    plain = gym.make("EAS-Surrogate-v0", store=":memory:", reward_mode="sparse")
-    costly = gym.make("EAS-Surrogate-v0", store=":memory:", reward_mode="sparse", cost_weight=0.5)
-    for env in (plain, costly):
-        env.action_space.seed(0)
-    r_plain, r_costly = rollout(plain, 0)[-1][1], rollout(costly, 0)[-1][1]
-    assert r_costly < r_plain
-
-
 def test_action_outside_space_raises(surrogate):
     surrogate.reset(seed=0)
     with pytest.raises(ValueError, match="not in MultiDiscrete"):
@@ -172,29 +119,6 @@ def test_bad_arguments(kwargs, match):
         gym.make("EAS-Surrogate-v0", store=":memory:", **kwargs)
 
 
-def test_masks_agree_with_transforms():
-    """Every value a mask allows applies cleanly; every value it forbids is flagged illegal."""
-    rng = np.random.default_rng(0)
-    arch = Arch.from_string("C4-3 C8-3 C4-3 C4-3 MP C40-3 GAP FC80")
-    state = eas_gym.build_net(arch).state_dict()
-    for kind in (WIDER, DEEPER):
-        mask = action_mask(arch, SMALL_SPACE, kind)
-        for _ in range(50):
-            action = np.array([rng.integers(len(m)) for m in mask])
-            decoded = decode_action(action, arch, SMALL_SPACE, kind)
-            read = slice(0, L) if kind == WIDER else slice(L, L + 2)  # the entries a step reads
-            allowed = all(m[a] for m, a in zip(mask[read], action[read], strict=True))
-            assert decoded.illegal == (not allowed)
-            if decoded.widths:
-                widen_layers(arch, state, decoded.widths, space=SMALL_SPACE)
-            if decoded.layer is not None:
-                net2deeper(arch, state, decoded.layer, decoded.kernel, space=SMALL_SPACE)
-    deeper = action_mask(arch, SMALL_SPACE, DEEPER)[L]
-    assert list(np.flatnonzero(deeper)) == [5, 6]  # first block is full (4 convs)
-    wider = action_mask(arch, SMALL_SPACE, WIDER)
-    assert not wider[5][1] and not wider[6][1] and wider[0][1]  # at max width
-
-
 def test_action_masks_flat_matches_info(surrogate):
     _, info = surrogate.reset(seed=0)
     flat = surrogate.unwrapped.action_masks()
@@ -214,105 +138,6 @@ def test_preservation_is_reported_and_exact_without_noise():
     action = np.zeros(L + 2, dtype=np.int64)
     action[0] = 1
     assert noisy.step(action)[4]["preservation_error"] > 0.0
-
-
-@pytest.mark.parametrize(("keep_weights", "retrained"), [(True, 0), (False, 2)])
-def test_cache_hits_skip_training(tmp_path, monkeypatch, keep_weights, retrained):
-    calls = []
-    real = scorer_module.fine_tune
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(scorer_module, "fine_tune", counting)
-    store = str(tmp_path / "store.sqlite")
-    kwargs = {"store": store, "schedule": "WWD", "noise": False, "keep_weights": keep_weights}
-    first = gym.make("EAS-Synthetic-v0", **kwargs)
-    first.action_space.seed(0)
-    traj1 = rollout(first, 3)
-    trained = len(calls)
-    assert trained == 1 + 3  # the start net, then three changed children
-    assert first.unwrapped.last_episode_provenance["cache_hits"] == 0
-    second = gym.make("EAS-Synthetic-v0", **kwargs)
-    second.action_space.seed(0)
-    traj2 = rollout(second, 3)
-    # Dense: a hit without stored weights is trained again when the episode goes on from it
-    # (same result); the last child and the start net are never trained again.
-    assert len(calls) == trained + retrained
-    assert second.unwrapped.last_episode_provenance["cache_hits"] == 3 - retrained
-    assert [t[1:] for t in traj2[1:]] == [t[1:] for t in traj1[1:]]
-    assert len(EvalStore(store).all(first.unwrapped.config_key)) == 3
-
-
-def test_child_settings_do_not_retrain_the_start_net(tmp_path, monkeypatch):
-    calls = []
-    real = scorer_module.fine_tune
-    monkeypatch.setattr(
-        scorer_module, "fine_tune", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
-    store = str(tmp_path / "store.sqlite")
-    for epochs in (1.0, 0.5):
-        env = gym.make("EAS-Synthetic-v0", store=store, schedule="W", epochs=epochs)
-        env.reset(seed=0)
-        env.close()
-    assert len(calls) == 1  # trained for the first env, served from the store for the second
-
-
-def _write_rows(path, worker, count):
-    store = EvalStore(path)
-    for i in range(count):
-        store.put(Evaluation(f"C{4 * (worker + 1)}-3 GAP FC{i + 1}", "key", 0.5, seed=worker))
-    store.close()
-
-
-def test_two_processes_writing_one_store_lose_nothing(tmp_path):
-    path = str(tmp_path / "store.sqlite")
-    EvalStore(path).close()
-    ctx = mp.get_context("spawn")
-    workers = [ctx.Process(target=_write_rows, args=(path, w, 150)) for w in range(2)]
-    for p in workers:
-        p.start()
-    for p in workers:
-        p.join(60)
-        assert p.exitcode == 0
-    rows = EvalStore(path).all("key")
-    assert len(rows) == 300 and {r.seed for r in rows} == {0, 1}
-
-
-def _open_at_once(path, barrier):
-    barrier.wait()
-    EvalStore(path).close()
-
-
-def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
-    # Without the open lock about 3% of these opens failed with "database is locked".
-    ctx = mp.get_context("fork")
-    failed = 0
-    for trial in range(20):
-        barrier = ctx.Barrier(6)
-        path = str(tmp_path / f"store{trial}.sqlite")
-        workers = [ctx.Process(target=_open_at_once, args=(path, barrier)) for _ in range(6)]
-        for p in workers:
-            p.start()
-        for p in workers:
-            p.join(60)
-        failed += sum(p.exitcode != 0 for p in workers)
-    assert failed == 0
-
-
-def test_vector_env_shares_one_store(tmp_path):
-    store = str(tmp_path / "store.sqlite")
-    envs = make_vector_env("EAS-Surrogate-v0", 2, store=store, device="cpu", reward_mode="sparse")
-    obs, infos = envs.reset(seed=0)
-    assert obs["num_layers"].shape == (2,)
-    for _ in range(9):
-        masks = infos["action_mask"]  # (num_envs,) object array of per-env mask tuples
-        actions = np.stack([envs.single_action_space.sample(masks[i]) for i in range(2)])
-        obs, rewards, terminated, truncated, infos = envs.step(actions)
-    assert terminated.all() and (rewards > 0).all()
-    envs.close()
-    assert 1 <= len(EvalStore(store).all()) <= 3  # two children and the start net at most
 
 
 def test_render_ansi():

@@ -8,7 +8,8 @@ parameters and running statistics of old channel ``src[j]`` and its 1x1 input we
 the number of new channels that copy ``src[j]``; a channel the old consumer did not read gets
 zero weights. When the block's width changes, its transition (``floor(compression * width)``
 outputs) widens too, by Net2Wider copies whose consumers in the next block are rewritten in turn,
-down to the classifier.
+down to the classifier. That rewrite, shared by both transforms, is
+:mod:`eas_gym.densenet.rewrite`.
 
 Inputs are never mutated; tensors a transform does not change are shared between the old and the
 new state dict. New tensors follow the device and dtype of the input state. All randomness
@@ -29,19 +30,20 @@ import torch
 from torch import Tensor
 
 from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
-from eas_gym.densenet.net import transition_key, unit_key
+from eas_gym.densenet.net import unit_key
+from eas_gym.densenet.rewrite import (
+    get_module,
+    get_tensor,
+    group_modules,
+    remap_bn,
+    remap_in,
+    rewrite_state,
+    widen_rows,
+)
 from eas_gym.net import StateDict
-from eas_gym.net2net import check_noise, relative_noise, replication_map
+from eas_gym.net2net import check_noise, relative_noise
 
 __all__ = ["dense_wider", "dense_widen_units", "dense_deeper"]
-
-_BN_FILL = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
-"""BN entries for a channel its consumer did not read before (its weights there are zero)."""
-
-_CPU = torch.device("cpu")
-
-_Module = dict[str, Tensor]
-"""One module's tensors by name relative to its prefix (``"norm1.weight"``, ``"conv.weight"``)."""
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -59,168 +61,10 @@ def _check_block(arch: DenseArch, block: int) -> None:
         raise ValueError(f"`block` {block} out of range: {arch} has {arch.num_blocks} blocks")
 
 
-def _modules(state: StateDict) -> dict[str, _Module]:
-    """Group a state dict by module prefix: ``"blocks.0.3."``, ``"transitions.1."``, ``"stem."``."""
-    groups: dict[str, _Module] = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        cut = {"blocks": 3, "transitions": 2}.get(parts[0], 1)
-        groups.setdefault(".".join(parts[:cut]) + ".", {})[".".join(parts[cut:])] = value
-    return groups
-
-
-def _module(groups: dict[str, _Module], prefix: str) -> _Module:
-    try:
-        return groups[prefix]
-    except KeyError as e:
-        raise ValueError(
-            f"`state` has no {prefix + '*'!r}; does it belong to this architecture?"
-        ) from e
-
-
-def _is_identity(src: Tensor, old: int) -> bool:
-    return len(src) == old and bool(torch.equal(src, torch.arange(old)))
-
-
-def _visible(src: Tensor, new_len: int, old_len: int) -> Tensor:
-    """A consumer's input map: ``src[:new_len]``, -1 where the old consumer did not read it."""
-    g = src[:new_len]
-    return torch.where(g < old_len, g, -1)
-
-
-def _remap_in(weight: Tensor, g: Tensor) -> Tensor:
-    """Input columns ``weight[:, g]`` divided by each source's copy count; zero where g = -1."""
-    g = g.to(weight.device)
-    valid = g >= 0
-    idx = g.clamp(min=0)
-    counts = torch.bincount(idx[valid], minlength=weight.shape[1]).to(weight.dtype)
-    scale = torch.where(valid, 1.0 / counts[idx].clamp(min=1), 0.0).to(weight.dtype)
-    return weight[:, idx] * scale.view(1, -1, *([1] * (weight.dim() - 2)))
-
-
-def _remap_bn(module: _Module, prefix: str, g: Tensor) -> _Module:
-    """A BN's parameters and statistics copied along `g` (fill values where g = -1)."""
-    out: _Module = {}
-    for name, fill in _BN_FILL.items():
-        t = _module_get(module, prefix + name)
-        gd = g.to(t.device)
-        out[prefix + name] = torch.where(gd >= 0, t[gd.clamp(min=0)], fill).to(t.dtype)
-    return out
-
-
-def _module_get(module: _Module, name: str) -> Tensor:
-    try:
-        return module[name]
-    except KeyError as e:
-        raise ValueError(f"`state` lacks {name!r} in a module it should have") from e
-
-
-def _widen_rows(
-    weight: Tensor,
-    new: int,
-    noise: float,
-    generator: torch.Generator | None,
-) -> tuple[Tensor, Tensor]:
-    """Net2Wider on output rows: ``(weight[g], g)``, noise on the copies only."""
-    old = weight.shape[0]
-    g = replication_map(old, new, generator, _CPU)
-    rows = weight[g.to(weight.device)].clone()
-    if noise > 0:
-        rows[old:] += relative_noise(rows[old:], noise, generator, weight)
-    return rows, g
-
-
 def _add_noise(weight: Tensor, noise: float, generator: torch.Generator | None) -> Tensor:
     if noise <= 0:
         return weight
     return weight + relative_noise(weight, noise, generator, weight)
-
-
-# ---- the shared rewrite ----------------------------------------------------------------------
-
-
-def _rewrite(
-    old: DenseArch,
-    state: StateDict,
-    new: DenseArch,
-    block: int,
-    counterparts: list[int],
-    src: Tensor,
-    overrides: Mapping[int, _Module],
-    noise: float,
-    generator: torch.Generator | None,
-) -> StateDict:
-    """The new state dict, given how `block`'s feature map changed.
-
-    Args:
-        old: The architecture `state` belongs to.
-        state: Its weights.
-        new: The architecture to produce weights for; its blocks equal `old`'s but `block`.
-        block: The block whose units or feature map changed.
-        counterparts: For each unit of `new`'s `block`, the old unit it starts from.
-        src: For each channel of `new`'s `block` feature map, the old channel it copies.
-        overrides: Per new unit of `block`, tensors replacing its counterpart's (before its
-            input columns are rewritten).
-        noise: Relative noise on new transition outputs.
-        generator: Draws transition copies and noise.
-    """
-    groups = _modules(state)
-    units: StateDict = {}
-    transitions: StateDict = {}
-    changed: Tensor | None = None  # the current block's src; None where nothing changes
-    for b in range(new.num_blocks):
-        if b == block:
-            changed = src
-        for u in range(len(new.blocks[b])):
-            prefix = unit_key(b, u)
-            if changed is None:
-                module = _module(groups, prefix)
-            else:
-                c = counterparts[u] if b == block else u
-                override = overrides.get(u, {}) if b == block else {}
-                module = {**_module(groups, unit_key(b, c)), **override}
-                g = _visible(changed, new.unit_in_channels(b, u), old.unit_in_channels(b, c))
-                if not _is_identity(g, old.unit_in_channels(b, c)):
-                    module.update(_remap_bn(module, "norm1.", g))
-                    module["conv1.weight"] = _remap_in(_module_get(module, "conv1.weight"), g)
-            units.update({prefix + name: t for name, t in module.items()})
-        if b == new.num_blocks - 1:
-            break
-        prefix = transition_key(b)
-        module = _module(groups, prefix)
-        if changed is not None:
-            g = _visible(changed, new.block_out_channels(b), old.block_out_channels(b))
-            module, copies = _rewrite_transition(
-                module, g, new.transition_width(b), noise, generator
-            )
-            # The next block's map: the transition's copies, then its own units, unchanged.
-            width = old.transition_width(b)
-            rest = torch.arange(width, old.block_out_channels(b + 1))
-            changed = None if _is_identity(copies, width) else torch.cat([copies, rest])
-        transitions.update({prefix + name: t for name, t in module.items()})
-    norm, classifier = _module(groups, "norm."), _module(groups, "classifier.")
-    if changed is not None:
-        last = new.num_blocks - 1
-        g = _visible(changed, new.block_out_channels(last), old.block_out_channels(last))
-        norm = {**norm, **_remap_bn(norm, "", g)}
-        classifier = {**classifier, "weight": _remap_in(_module_get(classifier, "weight"), g)}
-    return {
-        "stem.weight": _module_get(_module(groups, "stem."), "weight"),
-        **units,
-        **transitions,
-        **{f"norm.{name}": t for name, t in norm.items()},
-        **{f"classifier.{name}": t for name, t in classifier.items()},
-    }
-
-
-def _rewrite_transition(
-    module: _Module, g: Tensor, width: int, noise: float, generator: torch.Generator | None
-) -> tuple[_Module, Tensor]:
-    """A transition reading the map `g`, widened by copies to `width` outputs (``(module, t)``)."""
-    module = {**module, **_remap_bn(module, "norm.", g)}
-    conv = _remap_in(_module_get(module, "conv.weight"), g)  # (T, C', 1, 1)
-    module["conv.weight"], t = _widen_rows(conv, width, noise, generator)
-    return module, t
 
 
 # ---- wider -----------------------------------------------------------------------------------
@@ -292,13 +136,13 @@ def dense_wider(
     blocks = arch.blocks[:block] + (tuple(growths),) + arch.blocks[block + 1 :]
     new_arch = dataclasses.replace(arch, blocks=blocks)
 
-    source = _module(_modules(state), unit_key(block, unit))
+    source = get_module(group_modules(state), unit_key(block, unit))
     # Bottleneck: (4k, Cin, 1, 1) -> (4k', Cin, 1, 1); the 3x3 conv divides by copy counts.
     mid = new_arch.bottleneck_width(block, unit)
-    conv1, h = _widen_rows(_module_get(source, "conv1.weight"), mid, noise, generator)
-    conv2 = _remap_in(_module_get(source, "conv2.weight"), h)  # (k, 4k', 3, 3)
-    conv2, g = _widen_rows(conv2, new_growth, noise, generator)  # (k', 4k', 3, 3)
-    override = {"conv1.weight": conv1, "conv2.weight": conv2, **_remap_bn(source, "norm2.", h)}
+    conv1, h = widen_rows(get_tensor(source, "conv1.weight"), mid, noise, generator)
+    conv2 = remap_in(get_tensor(source, "conv2.weight"), h)  # (k, 4k', 3, 3)
+    conv2, g = widen_rows(conv2, new_growth, noise, generator)  # (k', 4k', 3, 3)
+    override = {"conv1.weight": conv1, "conv2.weight": conv2, **remap_bn(source, "norm2.", h)}
 
     offset = arch.unit_in_channels(block, unit)
     src = torch.cat(
@@ -309,7 +153,7 @@ def dense_wider(
         ]
     )
     counterparts = list(range(len(growths)))
-    return new_arch, _rewrite(
+    return new_arch, rewrite_state(
         arch, state, new_arch, block, counterparts, src, {unit: override}, noise, generator
     )
 
@@ -426,10 +270,10 @@ def dense_deeper(
     )
     new_arch = dataclasses.replace(arch, blocks=blocks)
 
-    copy = _module(_modules(state), unit_key(block, source))
+    copy = get_module(group_modules(state), unit_key(block, source))
     override = {
-        "conv1.weight": _add_noise(_module_get(copy, "conv1.weight"), noise, generator),
-        "conv2.weight": _add_noise(_module_get(copy, "conv2.weight"), noise, generator),
+        "conv1.weight": _add_noise(get_tensor(copy, "conv1.weight"), noise, generator),
+        "conv2.weight": _add_noise(get_tensor(copy, "conv2.weight"), noise, generator),
     }
     insert_at = arch.unit_in_channels(block, position)
     offset = arch.unit_in_channels(block, source)
@@ -441,6 +285,6 @@ def dense_deeper(
         ]
     )
     counterparts = list(range(position)) + [source] + list(range(position, num))
-    return new_arch, _rewrite(
+    return new_arch, rewrite_state(
         arch, state, new_arch, block, counterparts, src, {position: override}, noise, generator
     )
