@@ -391,7 +391,7 @@ def _run_protocol(
             )
             with open(out / "children.jsonl", "a") as log:
                 log.writelines(json.dumps(record) + "\n" for record in batch)
-            progress.batch_done(len(children))
+            progress.batch_done(children)
     finally:
         bar.close()
         envs.close()
@@ -416,10 +416,12 @@ class _Progress:
         self.bar.update(1)
         self._postfix()
 
-    def batch_done(self, count: int) -> None:
-        """An update finished with `count` networks in all (ticks what was not counted)."""
-        self.bar.update(count - self.shown)
-        self.shown, self.words = count, ""
+    def batch_done(self, children: list[dict[str, Any]]) -> None:
+        """An update finished with these records in all (counts what was not counted yet)."""
+        new = [c["accuracy"] for c in children[self.shown :]]
+        self.best = max([*new, *([] if self.best is None else [self.best])], default=None)
+        self.bar.update(len(children) - self.shown)
+        self.shown, self.words = len(children), ""
         self._postfix()
 
     def status(self, words: str) -> None:

@@ -22,9 +22,10 @@ def test_status_words_show_until_a_network_is_counted():
     last = stream.getvalue().splitlines()[-1].split("\r")[-1]
     assert "2/4" in last and "best=0.5000" in last and "start network" not in last
     progress.status("scoring 2 networks side by side")
-    progress.batch_done(4)  # an asynchronous batch: its networks are counted at its end
+    records = [{"accuracy": a} for a in (0.25, 0.5, 0.75, 0.125)]
+    progress.batch_done(records)  # an asynchronous batch: its networks are counted at its end
     last = stream.getvalue().split("\r")[-1]
-    assert "4/4" in last and "side by side" not in last
+    assert "4/4" in last and "best=0.7500" in last and "side by side" not in last
     bar.close()
 
 
