@@ -171,16 +171,20 @@ class EvalStore:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"cannot create the store's folder {self.root}: {e}") from e
-            if file.exists() and file.stat().st_size == 0:
-                warnings.warn(
-                    f"store {self.path} is an empty file: starting a new store there", stacklevel=2
-                )
+        was_empty = self.path != ":memory:" and _is_empty_file(self.path)
         try:
             self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             # Switching a new database to WAL fails at once ("database is locked") rather than
             # waiting when another process opens it at the same moment: one process at a time.
             with self.lock(f"open-{self.path}"):
+                # Checked again under the lock: another process opening a new store at the same
+                # moment leaves an empty file for an instant, which is no damage.
+                if was_empty and _is_empty_file(self.path):
+                    warnings.warn(
+                        f"store {self.path} is an empty file: starting a new store there",
+                        stacklevel=2,
+                    )
                 if self.path != ":memory:":
                     self._conn.execute("PRAGMA journal_mode=WAL")
                 self._migrate()
@@ -367,6 +371,11 @@ def _from_row(row: sqlite3.Row) -> Evaluation:
     values["diverged"] = bool(values["diverged"])
     values["oom"] = bool(values["oom"])
     return Evaluation(**values)
+
+
+def _is_empty_file(path: str) -> bool:
+    file = Path(path).expanduser()
+    return file.is_file() and file.stat().st_size == 0
 
 
 def open_store(path: str | os.PathLike[str]) -> Any:
