@@ -13,11 +13,10 @@ from gymnasium import logger
 
 from eas_gym.data import DATASETS, resolve_device
 from eas_gym.family import FAMILIES, AnyArch
-from eas_gym.net import StateDict
+from eas_gym.net2net import WIDER, StateDict, parse_schedule
 from eas_gym.reward import COSTS, REWARDS, reward
 from eas_gym.scorer import CACHE_BY, ChildScorer, EvalConfig, lineage_step
 from eas_gym.settings import check_env_arguments
-from eas_gym.spaces import WIDER, parse_schedule
 from eas_gym.store import BY_NET, default_store_path
 from eas_gym.train import TrainConfig
 

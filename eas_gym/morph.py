@@ -21,8 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from eas_gym.arch import FC, Arch, Conv, Pool, SearchSpace
-from eas_gym.net import StateDict, build_net, layer_key
-from eas_gym.net2net import check_noise, relative_noise, replication_map
+from eas_gym.net import build_net, layer_key
+from eas_gym.net2net import (  # the noise levels are re-exported from here, their old home
+    DEEPER_NOISE,
+    WIDER_NOISE,
+    StateDict,
+    check_noise,
+    relative_noise,
+    replication_map,
+)
 
 __all__ = [
     "WIDER_NOISE",
@@ -32,12 +39,6 @@ __all__ = [
     "net2deeper",
     "max_logit_diff",
 ]
-
-WIDER_NOISE = 0.01
-"""The paper's symmetry-breaking noise for widened copies: 1% of the weights' std."""
-
-DEEPER_NOISE = 0.001
-"""The paper's noise for an inserted identity layer: 0.1% of its weights' std."""
 
 _BN_COPIED = ("weight", "bias", "running_mean", "running_var")
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")

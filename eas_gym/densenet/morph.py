@@ -30,8 +30,7 @@ from torch import Tensor
 
 from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
 from eas_gym.densenet.net import transition_key, unit_key
-from eas_gym.net import StateDict
-from eas_gym.net2net import check_noise, relative_noise, replication_map
+from eas_gym.net2net import StateDict, check_noise, relative_noise, replication_map
 
 __all__ = ["dense_wider", "dense_widen_units", "dense_deeper"]
 
@@ -250,7 +249,7 @@ def dense_wider(
 
     Invariant: in eval mode the new network's logits equal the old one's when ``noise=0``.
     With ``noise > 0`` Gaussian noise of ``noise * std(weight)`` goes on the copied filters'
-    weights only (the paper's Net2Wider uses ``eas_gym.morph.WIDER_NOISE``).
+    weights only (the paper's Net2Wider uses ``eas_gym.net2net.WIDER_NOISE``).
 
     Args:
         arch: The architecture.
@@ -369,7 +368,7 @@ def dense_deeper(
 
     Invariant: in eval mode the new network's logits equal the old one's when ``noise=0``.
     With ``noise > 0`` Gaussian noise of ``noise * std(weight)`` goes on the new unit's copied
-    conv weights and on new transition copies (``eas_gym.morph.WIDER_NOISE`` suits it: the new
+    conv weights and on new transition copies (``eas_gym.net2net.WIDER_NOISE`` suits it: the new
     unit is a copy, not an identity).
 
     Args:
