@@ -235,8 +235,9 @@ def net2deeper(
     mean, var = _input_stats(arch, state, layer, batch, width, ref)
 
     if isinstance(new_layer, Conv):
-        weight = torch.zeros(width, width, kernel, kernel, device=ref.device, dtype=ref.dtype)
-        weight[:, :, kernel // 2, kernel // 2] = torch.eye(width, device=ref.device)
+        k = new_layer.kernel
+        weight = torch.zeros(width, width, k, k, device=ref.device, dtype=ref.dtype)
+        weight[:, :, k // 2, k // 2] = torch.eye(width, device=ref.device)
         kind = "conv"
     else:
         weight = torch.eye(width, device=ref.device, dtype=ref.dtype)
@@ -295,7 +296,7 @@ def _shift_after(state: StateDict, layer: int, inserted: StateDict) -> StateDict
         if not placed and (index is None or index > layer):
             shifted.update(inserted)
             placed = True
-        if index is not None and index > layer:
+        if m is not None and index is not None and index > layer:
             key = f"layers.{index + 1}.{m[2]}"
         shifted[key] = value
     if not placed:
