@@ -27,6 +27,7 @@ import numpy as np
 from agents.registry import AgentSpec, parse_agent_spec
 from agents.runner import SearchArgs, read_summary, run_recheck, run_search
 from agents.stats import best_so_far, mean_se, welch
+from eas_gym.env import EASEnv
 
 __all__ = ["METRICS", "compare", "summarise"]
 
@@ -111,8 +112,11 @@ def compare(
     try:
         summaries = [read_summary(root / s.folder_name() / f"seed-{first_seed}") for s in specs]
         recorded = [x["start_accuracy"] for x in summaries if x.get("start_accuracy") is not None]
-        start_accuracy = recorded[0] if recorded else probe.unwrapped.scorer.start()[1]
-        tests = _test_accuracies(probe.unwrapped, runs, root) if test else {}
+        eas = probe.unwrapped
+        if not isinstance(eas, EASEnv):
+            raise TypeError(f"`env_id` {env_id!r} is not an EASEnv id")
+        start_accuracy = recorded[0] if recorded else eas.scorer.start()[1]
+        tests = _test_accuracies(eas, runs, root) if test else {}
     finally:
         probe.close()
     per_run = {label: [_run_metrics(r, tests) for r in rs] for label, rs in runs.items()}
@@ -150,7 +154,9 @@ def _search_args(env_id, spec: AgentSpec, seed, nets, batch, root: Path, env_kwa
     )
 
 
-def _test_accuracies(env, runs: dict[str, list[dict[str, Any]]], root: Path) -> dict[str, float]:
+def _test_accuracies(
+    env: EASEnv, runs: dict[str, list[dict[str, Any]]], root: Path
+) -> dict[str, float]:
     """Test accuracy of every run's best-by-validation network, once per net (cached on disk)."""
     path = root / "test_accuracy.json"
     cache = json.loads(path.read_text()) if path.exists() else {}

@@ -99,13 +99,18 @@ def final_train(
     )
     start = time.perf_counter()
     bar = tqdm(total=math.ceil(epochs), unit="epoch", disable=not progress, desc=str(arch))
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
     result = fine_tune(
         net,
         data,
         config,
         generator=torch.Generator().manual_seed(seed),
         device=device,
-        on_epoch=lambda epoch, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+        on_epoch=on_epoch,
     )
     bar.close()
     record = {

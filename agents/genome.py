@@ -11,7 +11,7 @@ learn from the returns (:meth:`GenomeAgent.learn`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from gymnasium import spaces
@@ -41,7 +41,8 @@ class GenomeAgent:
         self, observation_space: spaces.Dict, action_space: spaces.MultiDiscrete, *, seed: int
     ) -> None:
         self.action_space = action_space
-        self.num_steps = int(observation_space["steps_left"].n) - 1
+        steps_left = cast(spaces.Discrete, observation_space["steps_left"])  # the env's layout
+        self.num_steps = int(steps_left.n) - 1
         self.rng = np.random.default_rng(seed)
         self._plans: list[Plan] = []
         self._taken: list[Genome] = []

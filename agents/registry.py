@@ -131,7 +131,7 @@ def _parse_option(key: str, text: str, annotation: str) -> Any:
 
 def _constructor_options(cls: type) -> dict[str, str]:
     """Keyword-only constructor arguments besides ``seed``, with their annotations."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters  # the constructor's, without ``self``
     return {
         n: str(p.annotation)
         for n, p in params.items()

@@ -12,7 +12,7 @@ and an entropy bonus (weight 1e-5). No discount.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,10 +20,9 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from agents.base import split_masks
+from eas_gym.net2net import LayerKind
 
 __all__ = ["Controller", "Reinforce"]
-
-_PAD, _CONV, _POOL, _FC = 0, 1, 2, 3  # the observation's layer kinds
 
 
 class Controller(nn.Module):
@@ -60,8 +59,9 @@ class Controller(nn.Module):
         conv = 1 + width * self.num_kernels + kernel
         pool = torch.full_like(kind, 1 + self.num_widths * self.num_kernels)
         fc = 2 + self.num_widths * self.num_kernels + width
-        tokens = torch.where(kind == _CONV, conv, torch.where(kind == _POOL, pool, fc))
-        return torch.where(kind == _PAD, torch.zeros_like(tokens), tokens)
+        pool_or_fc = torch.where(kind == LayerKind.POOL, pool, fc)
+        tokens = torch.where(kind == LayerKind.CONV, conv, pool_or_fc)
+        return torch.where(kind == LayerKind.PAD, torch.zeros_like(tokens), tokens)
 
     def encode(self, obs: dict[str, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Per-layer features ``(B, L, 2H)`` and the final state ``((B, 2H), (B, 2H))``."""
@@ -110,14 +110,11 @@ class Reinforce:
         baseline_decay: float = 0.95,
     ) -> None:
         self.action_space = action_space
-        self.max_layers = int(observation_space["kind"].shape[0])
+        kind, width, kernel = (_per_slot(observation_space, k) for k in ("kind", "width", "kernel"))
+        self.max_layers = int(kind.shape[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.controller = Controller(
-                int(observation_space["width"].nvec[0]),
-                int(observation_space["kernel"].nvec[0]),
-                self.max_layers,
-            )
+            self.controller = Controller(int(width.nvec[0]), int(kernel.nvec[0]), self.max_layers)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.entropy_weight, self.baseline_decay = entropy_weight, baseline_decay
@@ -240,7 +237,7 @@ class Reinforce:
         )
         match = (block_of == block[:, None]) & (position_of == position[:, None])
         layer = torch.where(fallback, torch.zeros_like(block), match.long().argmax(1))
-        is_conv = (kind[torch.arange(batch), layer] == _CONV) & ~fallback
+        is_conv = (kind[torch.arange(batch), layer] == LayerKind.CONV) & ~fallback
         log_prob = lp_block + lp_pos + torch.where(is_conv, lp_kernel, torch.zeros_like(lp_kernel))
         entropy = (
             ent_block + ent_pos + torch.where(is_conv, ent_kernel, torch.zeros_like(ent_kernel))
@@ -250,16 +247,21 @@ class Reinforce:
 
 def _block_positions(kind: Tensor) -> tuple[Tensor, Tensor]:
     """Block index and position in block of each layer (conv blocks split by pools, then FCs)."""
-    is_pool = (kind == _POOL).long()
+    is_pool = (kind == LayerKind.POOL).long()
     block = torch.cumsum(is_pool, dim=1)
-    block = torch.where(kind == _FC, is_pool.sum(1, keepdim=True) + 1, block)
-    layer = (kind == _CONV) | (kind == _FC)
+    block = torch.where(kind == LayerKind.FC, is_pool.sum(1, keepdim=True) + 1, block)
+    layer = (kind == LayerKind.CONV) | (kind == LayerKind.FC)
     position = torch.zeros_like(kind)
     for b in range(kind.shape[0]):  # small: L <= a few dozen
         counts: dict[int, int] = {}
         for i in torch.nonzero(layer[b]).flatten().tolist():
             k = int(block[b, i])
             position[b, i] = counts.get(k, 0)
-            counts[k] = position[b, i].item() + 1
+            counts[k] = int(position[b, i]) + 1
     minus = torch.full_like(kind, -1)
     return torch.where(layer, block, minus), torch.where(layer, position, minus)
+
+
+def _per_slot(observation_space: spaces.Dict, key: str) -> spaces.MultiDiscrete:
+    """The observation's per-slot entry `key`, a ``MultiDiscrete([n] * L)`` in the env's layout."""
+    return cast(spaces.MultiDiscrete, observation_space[key])

@@ -10,6 +10,7 @@ import networkx as nx
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.runner import read_children, read_summary
+from eas_gym.env import EASEnv
 from eas_gym.store import EvalStore
 
 __all__ = ["describe_run", "lineage_graph"]
@@ -47,7 +48,10 @@ def describe_run(run: str, top: int = 5) -> str:
     lines += [f"  {c['accuracy']:.4f}  {c['params']:>10,} params  {c['net']}" for c in ranked[:top]]
     store_path = config["store"] or str(folder / "store.sqlite")
     env = gym.make(config["env_id"], **{**config["env_kwargs"], "store": ":memory:"})
-    key, start = env.unwrapped.config_key, env.unwrapped.start_arch.to_string()
+    eas = env.unwrapped
+    if not isinstance(eas, EASEnv):
+        raise TypeError(f"run {folder}: {config['env_id']} is not an EASEnv id")
+    key, start = eas.config_key, eas.start_arch.to_string()
     env.close()
     if Path(store_path).exists():
         store = EvalStore(store_path)

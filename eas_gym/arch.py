@@ -236,7 +236,7 @@ class Arch:
             layers = _parse_compact(text)
         else:
             layers = _parse_tokens(text)
-        return cls(layers, num_classes=num_classes, in_channels=in_channels)
+        return cls(tuple(layers), num_classes=num_classes, in_channels=in_channels)
 
     def __str__(self) -> str:
         return self.to_string()
@@ -377,6 +377,7 @@ class SearchSpace:
     def next_width(self, layer: Layer) -> int | None:
         """The next larger width in the list for `layer`, or None when it is at the maximum."""
         widths = self.widths(layer)
+        assert not isinstance(layer, Pool)  # widths() raised for it
         current = layer.filters if isinstance(layer, Conv) else layer.units
         return next((w for w in widths if w > current), None)
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import logger
+from gymnasium import logger, spaces
 
 from eas_gym.data import DATASETS, resolve_device
 from eas_gym.family import FAMILIES, AnyArch
-from eas_gym.net import StateDict
+from eas_gym.net2net import WIDER, StateDict, parse_schedule
 from eas_gym.reward import COSTS, REWARDS, reward
 from eas_gym.scorer import CACHE_BY, ChildScorer, EvalConfig, lineage_step
 from eas_gym.settings import check_env_arguments
-from eas_gym.spaces import WIDER, parse_schedule
 from eas_gym.store import BY_NET, default_store_path
 from eas_gym.train import TrainConfig
 
@@ -28,6 +28,18 @@ _REWARD_MODES = ("dense", "sparse")
 _EVALUATORS = ("train", "surrogate")
 _PRESERVATION_TOL = 1e-4  # fp32 drift allowed by the run-time check when noise is off
 ObsType = dict[str, Any]
+
+
+@dataclass
+class _Episode:
+    """The search in progress, from ``reset()`` on: the network, its weights, the schedule."""
+
+    arch: AnyArch
+    state: StateDict
+    logits: torch.Tensor  # the network's on the probe batch (what the next check compares to)
+    generator: torch.Generator  # the transforms' noise
+    scored_parent: AnyArch  # the last scored network (the store records it as parent)
+    t: int = 0  # steps taken
 
 
 class EASEnv(gym.Env[ObsType, np.ndarray]):
@@ -173,6 +185,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    action_space: spaces.MultiDiscrete
 
     def __init__(
         self,
@@ -279,15 +292,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self._lineage = ""
         self._evaluation: str | None = None
         self._start: tuple[StateDict, float] | None = None
-        self._arch: AnyArch | None = None
-        self._state: StateDict | None = None
-        self._logits: torch.Tensor | None = None
+        self._episode: _Episode | None = None
         self._accuracy: float | None = None
-        self._t: int | None = None
-        self._generator: torch.Generator | None = None
-        # Lineage: the last scored network and the transforms applied since (store records).
-        self._scored_parent: AnyArch | None = None
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []  # transforms since the last scored network
 
     def step(self, action: np.ndarray) -> tuple[ObsType, float, bool, bool, dict[str, Any]]:
         """Apply one transform, verify it, train and score the child as the mode says."""
@@ -297,25 +304,26 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             shown = shown if len(shown) <= 200 else shown[:200] + "..."
             space = f"MultiDiscrete({self.action_space.nvec.tolist()})"
             raise ValueError(f"action {shown} not in {space}")
-        if self._t is None or self._t >= len(self.schedule):
+        ep = self._episode
+        if ep is None or ep.t >= len(self.schedule):
             raise RuntimeError("Call `reset()` before `step()` (and after an episode ends)")
-        kind = self.schedule[self._t]
-        decoded = self.family.decode(action, self._arch, kind)
-        parent = self._arch
+        kind = self.schedule[ep.t]
+        decoded = self.family.decode(action, ep.arch, kind)
+        parent = ep.arch
         arch, state, transforms = self.family.apply(
             decoded,
-            self._arch,
-            self._state,
+            ep.arch,
+            ep.state,
             noise=self.noise,
-            generator=self._generator,
+            generator=ep.generator,
             probe=self.scorer.probe,
         )
         self._pending += transforms
         error, net = 0.0, None
         if arch != parent:
             error, net = self._verify(arch, state)
-        self._t += 1
-        terminated = self._t == len(self.schedule)
+        ep.t += 1
+        terminated = ep.t == len(self.schedule)
         seed = int(self.np_random.integers(2**31))
         self._lineage = lineage_step(self._lineage, transforms, seed)
         previous = self._reward(parent, self._accuracy)
@@ -327,7 +335,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             state, info = self._score(arch, state, seed, net)
         elif self.reward_mode == "sparse" and arch != parent:
             self._accuracy = self._evaluation = None  # an untrained child's: unknown
-        self._arch, self._state = arch, state
+        ep.arch, ep.state = arch, state
         tally = self._episode_provenance
         tally["train_seconds"] += self.step_provenance["train_seconds"]
         tally["cache_hits"] += int(self.step_provenance["cache_hit"])
@@ -358,18 +366,18 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         if self._start is None:
             self._start = self.scorer.start()
         generator_seed = int(self.np_random.integers(2**63))
-        self._generator = torch.Generator().manual_seed(generator_seed)
-        self._arch = self.start_arch
-        self._state, self._accuracy = self._start
+        generator = torch.Generator().manual_seed(generator_seed)
+        arch: AnyArch = self.start_arch
+        state, self._accuracy = self._start
         origin, evaluation = self.eval_config.start_key(), BY_NET
         if options and options.get("net") is not None:
-            self._arch, self._state, self._accuracy, evaluation = self._stored(options["net"])
-            origin = lineage_step(self._arch.to_string(), evaluation)
+            arch, state, self._accuracy, evaluation = self._stored(options["net"])
+            origin = lineage_step(arch.to_string(), evaluation)
         self._lineage = lineage_step(origin, generator_seed)
         self._evaluation = evaluation
-        self._logits = self._probe_logits(self._arch, self._state)
-        self._t = 0
-        self._scored_parent, self._pending = self._arch, []
+        logits = self._probe_logits(arch, state)
+        self._episode = _Episode(arch, state, logits, generator, scored_parent=arch)
+        self._pending = []
         self.step_provenance = {"cache_hit": False, "train_seconds": 0.0}
         self._episode_provenance = {"train_seconds": 0.0, "cache_hits": 0}
         return self._obs(), {**self._info(), "preservation_error": 0.0}
@@ -380,7 +388,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi'")
             return None
         acc = "untrained" if self._accuracy is None else f"acc={self._accuracy:.4f}"
-        return f"{self._arch} ({acc})\n"
+        arch = None if self._episode is None else self._episode.arch
+        return f"{arch} ({acc})\n"
 
     def close(self) -> None:
         """Close the evaluation store."""
@@ -391,6 +400,11 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         return np.concatenate(self._mask()).astype(bool)
 
     # ---- helpers -------------------------------------------------------------------------
+
+    def _live(self) -> _Episode:
+        if self._episode is None:
+            raise RuntimeError("Call `reset()` first: no episode is running")
+        return self._episode
 
     def _stored(self, net: str) -> tuple[AnyArch, StateDict, float, str]:
         """A network from the store, with its weights, to start an episode from (and origin).
@@ -429,9 +443,10 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         Warns when exactness was expected (noise off) and the logits moved.
         """
         net = self.family.build(arch, state)
+        ep = self._live()
         logits = self._logits_of(net)
-        error = float((logits - self._logits).abs().max())
-        self._logits = logits
+        error = float((logits - ep.logits).abs().max())
+        ep.logits = logits
         scale = max(1.0, float(logits.abs().max()))
         if not math.isfinite(error) or (not self.noise and error > _PRESERVATION_TOL * scale):
             logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
@@ -450,19 +465,20 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         The store records its last scored ancestor and the transforms since (in sparse mode
         that ancestor is the episode's start network) and its lineage.
         """
+        ep = self._live()
         score = self.scorer.score(
             arch,
             state,
-            parent=self._scored_parent,
+            parent=ep.scored_parent,
             transforms=self._pending,
             seed=seed,
             lineage=self._lineage,
             needs_weights=needs_weights,
             net=net,
         )
-        self._scored_parent, self._pending = arch, []
+        ep.scored_parent, self._pending = arch, []
         if score.trained:  # the weights moved: the next check compares against them
-            self._logits = (
+            ep.logits = (
                 self._logits_of(score.net)
                 if score.net is not None
                 else self._probe_logits(arch, score.state)
@@ -492,20 +508,23 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         )
 
     def _mask(self) -> tuple[np.ndarray, ...]:
-        kind = self.schedule[min(self._t, len(self.schedule) - 1)]
-        return self.family.mask(self._arch, kind)
+        ep = self._live()
+        kind = self.schedule[min(ep.t, len(self.schedule) - 1)]
+        return self.family.mask(ep.arch, kind)
 
     def _obs(self) -> ObsType:
-        done = self._t >= len(self.schedule)
-        kind = WIDER if done else self.schedule[self._t]
-        return self.family.encode(self._arch, kind, len(self.schedule) - self._t)
+        ep = self._live()
+        done = ep.t >= len(self.schedule)
+        kind = WIDER if done else self.schedule[ep.t]
+        return self.family.encode(ep.arch, kind, len(self.schedule) - ep.t)
 
     def _info(self) -> dict[str, Any]:
+        arch = self._live().arch
         return {
-            "net": self._arch.to_string(),
+            "net": arch.to_string(),
             "accuracy": self._accuracy,
-            "params": self._arch.num_params(),
-            "flops": self._arch.num_flops(self.scorer.probe.shape[-1]),
+            "params": arch.num_params(),
+            "flops": arch.num_flops(self.scorer.probe.shape[-1]),
             "lineage": self._evaluation,
             "action_mask": self._mask(),
         }

@@ -21,8 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from eas_gym.arch import FC, Arch, Conv, Pool, SearchSpace
-from eas_gym.net import StateDict, build_net, layer_key
-from eas_gym.net2net import check_noise, relative_noise, replication_map
+from eas_gym.net import build_net, layer_key
+from eas_gym.net2net import (  # the noise levels are re-exported from here, their old home
+    DEEPER_NOISE,
+    WIDER_NOISE,
+    StateDict,
+    check_noise,
+    relative_noise,
+    replication_map,
+)
 
 __all__ = [
     "WIDER_NOISE",
@@ -32,12 +39,6 @@ __all__ = [
     "net2deeper",
     "max_logit_diff",
 ]
-
-WIDER_NOISE = 0.01
-"""The paper's symmetry-breaking noise for widened copies: 1% of the weights' std."""
-
-DEEPER_NOISE = 0.001
-"""The paper's noise for an inserted identity layer: 0.1% of its weights' std."""
 
 _BN_COPIED = ("weight", "bias", "running_mean", "running_var")
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
@@ -234,8 +235,9 @@ def net2deeper(
     mean, var = _input_stats(arch, state, layer, batch, width, ref)
 
     if isinstance(new_layer, Conv):
-        weight = torch.zeros(width, width, kernel, kernel, device=ref.device, dtype=ref.dtype)
-        weight[:, :, kernel // 2, kernel // 2] = torch.eye(width, device=ref.device)
+        k = new_layer.kernel
+        weight = torch.zeros(width, width, k, k, device=ref.device, dtype=ref.dtype)
+        weight[:, :, k // 2, k // 2] = torch.eye(width, device=ref.device)
         kind = "conv"
     else:
         weight = torch.eye(width, device=ref.device, dtype=ref.dtype)
@@ -294,7 +296,7 @@ def _shift_after(state: StateDict, layer: int, inserted: StateDict) -> StateDict
         if not placed and (index is None or index > layer):
             shifted.update(inserted)
             placed = True
-        if index is not None and index > layer:
+        if m is not None and index is not None and index > layer:
             key = f"layers.{index + 1}.{m[2]}"
         shifted[key] = value
     if not placed:

@@ -12,16 +12,14 @@ Parameter names are stable and tied to positions in ``Arch.layers``, so the tran
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from eas_gym.arch import Arch, Conv, Layer, Pool
+from eas_gym.net2net import StateDict, build_module
 
-__all__ = ["EASNet", "build_net", "StateDict", "layer_key"]
-
-StateDict = dict[str, Tensor]
+__all__ = ["EASNet", "build_net", "StateDict", "layer_key"]  # StateDict: from eas_gym.net2net
 
 
 def layer_key(index: int) -> str:
@@ -129,33 +127,3 @@ def build_net(
         device: Where the module lives; defaults to the device of `state`, else CPU.
     """
     return build_module(EASNet, arch, state, generator=generator, device=device)
-
-
-def build_module(
-    module_class: type[nn.Module],
-    arch: Any,
-    state: StateDict | None = None,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Any:
-    """``module_class(arch, generator=...)`` with `state` loaded strictly, on `device`.
-
-    The body shared by :func:`build_net` and :func:`eas_gym.densenet.net.build_dense_net`.
-    The module takes the floating dtype of `state` (float32 without one).
-    """
-    if device is None and state:
-        device = next(iter(state.values())).device
-    if state is None and generator is None:
-        net = module_class(arch)  # documented: the global RNG initialises it
-    else:
-        # torch's layer constructors draw from the global RNG even though `generator` or
-        # `state` decides the weights; keep the caller's global RNG stream untouched.
-        with torch.random.fork_rng(devices=[]):
-            net = module_class(arch, generator=generator)
-    if state is not None:
-        dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
-        if dtype is not None and dtype != torch.float32:
-            net.to(dtype)  # load without rounding: the module takes the weights' precision
-        net.load_state_dict(state, strict=True)
-    return net.to(device) if device is not None else net

@@ -1,14 +1,335 @@
-"""The Net2Net tricks every search space shares: the replication mapping and relative noise.
+"""What every search space shares: the family interface, the action layout, Net2Net's tricks.
 
-Chen, Goodfellow, Shlens. Net2Net: Accelerating Learning via Knowledge Transfer. ICLR 2016.
+Both network families, the plain CNN (:mod:`eas_gym.arch`, :mod:`eas_gym.net`,
+:mod:`eas_gym.morph`, :mod:`eas_gym.spaces`) and DenseNet (:mod:`eas_gym.densenet`), build on
+this module and on nothing of each other's:
+
+* :class:`Family`, the interface the env, the scorer and the exports use;
+* one observation and action layout: the step kinds :data:`WIDER` and :data:`DEEPER`, the
+  :class:`LayerKind` codes a controller reads, :class:`Decoded` actions, and the mask and no-op
+  rules (:func:`step_mask`, :func:`decode_wider`, :func:`decode_deeper`), so agents work on
+  either family unchanged;
+* weights: :data:`StateDict` and :func:`build_module`;
+* Net2Net: the paper's noise levels, the replication mapping and relative noise.
+
+References:
+    Chen, Goodfellow, Shlens. Net2Net: Accelerating Learning via Knowledge Transfer. ICLR 2016.
+    Cai, Chen, Zhang, Yu, Wang. Efficient Architecture Search by Network Transformation. AAAI 2018.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Generic, TypeVar
 
-__all__ = ["check_noise", "relative_noise", "replication_map"]
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+__all__ = [
+    "WIDER",
+    "DEEPER",
+    "LayerKind",
+    "parse_schedule",
+    "Decoded",
+    "Observation",
+    "StateDict",
+    "Transforms",
+    "Family",
+    "observation_space",
+    "action_space",
+    "observation",
+    "step_mask",
+    "decode_wider",
+    "decode_deeper",
+    "build_module",
+    "WIDER_NOISE",
+    "DEEPER_NOISE",
+    "check_noise",
+    "relative_noise",
+    "replication_map",
+]
+
+StateDict = dict[str, Tensor]
+"""Named weights, as ``module.state_dict()`` returns them and the transforms rewrite them."""
+
+Observation = dict[str, np.ndarray | np.int64]
+"""One observation of the shared layout (see :func:`observation_space`)."""
+
+Transforms = list[dict[str, Any]]
+"""Store records of the transforms that made a child (JSON-able)."""
+
+ArchT = TypeVar("ArchT")
+SpaceT = TypeVar("SpaceT")
+
+# ---- the layout ------------------------------------------------------------------------------
+
+WIDER, DEEPER = 0, 1
+"""Step kinds: a wider step widens any subset of layers, a deeper step inserts one layer."""
+
+
+def parse_schedule(schedule: str) -> tuple[int, ...]:
+    """``"WWWWDDDDD"`` (the paper: 4 wider then 5 deeper steps) -> step kinds.
+
+    >>> parse_schedule("WWD")
+    (0, 0, 1)
+    """
+    if not isinstance(schedule, str) or not schedule or set(schedule.upper()) - {"W", "D"}:
+        raise ValueError(
+            f"`schedule` must be a non-empty string of 'W' (wider) and 'D' (deeper) steps, "
+            f"got {schedule!r}"
+        )
+    return tuple(WIDER if c == "W" else DEEPER for c in schedule.upper())
+
+
+class LayerKind(IntEnum):
+    """A slot's ``kind`` in the observation, the same in both families.
+
+    DenseNet fills slots with dense units (read as :attr:`CONV`) and transitions (read as
+    :attr:`POOL`: they split the slots into blocks as pools do); it has no :attr:`FC`.
+
+    >>> [int(k) for k in LayerKind]
+    [0, 1, 2, 3]
+    """
+
+    PAD = 0
+    CONV = 1
+    POOL = 2
+    FC = 3
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded action: what to apply, and whether any part of it was illegal.
+
+    Args:
+        widths: Wider step: ``{slot: new_width}`` of the legal flagged slots.
+        layer: Deeper step: insert after this slot (None when illegal: a no-op).
+        kernel: Deeper step: kernel of an inserted conv (None after an FC and in DenseNet).
+        illegal: Some flagged slot or the position could not be applied.
+    """
+
+    widths: dict[int, int]
+    layer: int | None
+    kernel: int | None
+    illegal: bool
+
+
+def observation_space(
+    num_slots: int, num_widths: int, num_kernels: int, num_steps: int
+) -> spaces.Dict:
+    """The observation ``Dict`` both families use (stable-baselines3 accepts it).
+
+    ``kind`` (a :class:`LayerKind` per slot), ``width`` and ``kernel`` (indices in the space's
+    lists), ``num_layers`` (filled slots), ``step_kind`` (0 wider, 1 deeper), ``steps_left``.
+    """
+    return spaces.Dict(
+        {
+            "kind": spaces.MultiDiscrete(np.full(num_slots, len(LayerKind), dtype=np.int64)),
+            "width": spaces.MultiDiscrete(np.full(num_slots, num_widths, dtype=np.int64)),
+            "kernel": spaces.MultiDiscrete(np.full(num_slots, num_kernels, dtype=np.int64)),
+            "num_layers": spaces.Discrete(num_slots + 1),
+            "step_kind": spaces.Discrete(2),
+            "steps_left": spaces.Discrete(num_steps + 1),
+        }
+    )
+
+
+def action_space(num_slots: int, num_kernels: int) -> spaces.MultiDiscrete:
+    """``MultiDiscrete([2] * L + [L, K])``: widen flags, then insert position and kernel."""
+    return spaces.MultiDiscrete(np.array([2] * num_slots + [num_slots, num_kernels], np.int64))
+
+
+def observation(
+    kind: np.ndarray,
+    width: np.ndarray,
+    kernel: np.ndarray,
+    num_layers: int,
+    step_kind: int,
+    steps_left: int,
+) -> Observation:
+    """An observation of the layout from its per-slot arrays and scalars."""
+    return {
+        "kind": kind,
+        "width": width,
+        "kernel": kernel,
+        "num_layers": np.int64(num_layers),
+        "step_kind": np.int64(step_kind),
+        "steps_left": np.int64(steps_left),
+    }
+
+
+def step_mask(
+    step_kind: int, legal: Collection[int], num_slots: int, num_kernels: int
+) -> tuple[np.ndarray, ...]:
+    """Legal values of each action entry, as ``MultiDiscrete.sample(mask=...)`` takes them.
+
+    `legal` holds the slots the step can act on: those a wider step can widen, or those after
+    which a deeper step can insert. Entries a step does not read allow only 0. If a deeper step
+    has no legal position, position 0 stays allowed and the step is a no-op (see ``EASEnv``).
+    Flatten with ``np.concatenate`` for sb3-contrib's MaskablePPO.
+
+    >>> [m.tolist() for m in step_mask(DEEPER, [], 2, 1)]
+    [[1, 0], [1, 0], [1, 0], [1]]
+    """
+    flags = [np.array([1, 0], np.int8) for _ in range(num_slots)]
+    position = np.zeros(num_slots, np.int8)
+    kernel = np.zeros(num_kernels, np.int8)
+    if step_kind == WIDER:
+        for i in legal:
+            flags[i] = np.array([1, 1], np.int8)
+        position[0] = kernel[0] = 1
+    else:
+        position[list(legal) or [0]] = 1
+        kernel[:] = 1
+    return (*flags, position, kernel)
+
+
+def decode_wider(action: np.ndarray, num_slots: int, targets: Mapping[int, int]) -> Decoded:
+    """A wider step's action: the flagged slots among `targets` (``{slot: next width}``).
+
+    Flags on other slots (pools, padding, maximal widths) are dropped and make it illegal.
+    """
+    flagged = [i for i in range(num_slots) if action[i]]
+    widths = {i: targets[i] for i in flagged if i in targets}
+    return Decoded(widths, None, None, illegal=len(widths) != len(flagged))
+
+
+def decode_deeper(
+    action: np.ndarray,
+    num_slots: int,
+    legal: Collection[int],
+    kernel_of: Callable[[int, int], int | None],
+) -> Decoded:
+    """A deeper step's action: insert after a `legal` slot, ``kernel_of(slot, kernel index)``.
+
+    An illegal position is a no-op. With no legal position at all, position 0 is the mask's
+    no-op and not illegal.
+    """
+    layer = int(action[num_slots])
+    if layer not in legal:
+        return Decoded({}, None, None, illegal=bool(legal) or layer != 0)
+    return Decoded({}, layer, kernel_of(layer, int(action[num_slots + 1])), False)
+
+
+# ---- the family interface --------------------------------------------------------------------
+
+
+class Family(Generic[ArchT, SpaceT]):
+    """One architecture family with its search space and default start network.
+
+    A family is what the environment, the scorer and the exports need to know about one kind
+    of network: how to parse a net string, build a module, encode observations and masks,
+    decode actions and apply the function-preserving transforms.
+
+    Args:
+        space: The search space (widths or growth rates, and size limits).
+        start: The default start network.
+    """
+
+    def __init__(self, space: SpaceT, start: ArchT) -> None:
+        self.space, self.start = space, start
+
+    def parse(self, net: str, num_classes: int) -> ArchT:
+        """The architecture of a net string."""
+        raise NotImplementedError
+
+    def check(self, arch: ArchT) -> None:
+        """Raise ValueError unless `arch` lies in the space (limits, listed widths)."""
+        raise NotImplementedError
+
+    def observation_space(self, start: ArchT, num_steps: int) -> spaces.Dict:
+        """The observation space of searches from `start` with `num_steps` steps."""
+        raise NotImplementedError
+
+    def action_space(self, start: ArchT) -> spaces.MultiDiscrete:
+        """The action space of searches from `start`."""
+        raise NotImplementedError
+
+    def encode(self, arch: ArchT, step_kind: int, steps_left: int) -> Observation:
+        """The observation of `arch` before a step of `step_kind`."""
+        raise NotImplementedError
+
+    def mask(self, arch: ArchT, step_kind: int) -> tuple[np.ndarray, ...]:
+        """Legal values of each action entry."""
+        raise NotImplementedError
+
+    def decode(self, action: np.ndarray, arch: ArchT, step_kind: int) -> Decoded:
+        """What an action asks of `arch`, and whether part of it was illegal."""
+        raise NotImplementedError
+
+    def apply(
+        self,
+        decoded: Decoded,
+        arch: ArchT,
+        state: StateDict,
+        *,
+        noise: bool,
+        generator: torch.Generator,
+        probe: Tensor,
+    ) -> tuple[ArchT, StateDict, Transforms]:
+        """The child of a decoded action, its weights, and store records of the transforms."""
+        raise NotImplementedError
+
+    def surrogate(self, arch: ArchT) -> float:
+        """The surrogate evaluator's accuracy (no training)."""
+        raise NotImplementedError
+
+    def build(
+        self,
+        arch: ArchT,
+        state: StateDict | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> nn.Module:
+        """The module of `arch`, loading `state` strictly when given."""
+        raise NotImplementedError
+
+
+# ---- weights ---------------------------------------------------------------------------------
+
+
+def build_module(
+    module_class: type[nn.Module],
+    arch: Any,
+    state: StateDict | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Any:
+    """``module_class(arch, generator=...)`` with `state` loaded strictly, on `device`.
+
+    The body shared by :func:`eas_gym.net.build_net` and
+    :func:`eas_gym.densenet.net.build_dense_net`. The module takes the floating dtype of
+    `state` (float32 without one).
+    """
+    if device is None and state:
+        device = next(iter(state.values())).device
+    if state is None and generator is None:
+        net = module_class(arch)  # documented: the global RNG initialises it
+    else:
+        # torch's layer constructors draw from the global RNG even though `generator` or
+        # `state` decides the weights; keep the caller's global RNG stream untouched.
+        with torch.random.fork_rng(devices=[]):
+            net = module_class(arch, generator=generator)
+    if state is not None:
+        dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
+        if dtype is not None and dtype != torch.float32:
+            net.to(dtype)  # load without rounding: the module takes the weights' precision
+        net.load_state_dict(state, strict=True)
+    return net.to(device) if device is not None else net
+
+
+# ---- Net2Net ---------------------------------------------------------------------------------
+
+WIDER_NOISE = 0.01
+"""The paper's symmetry-breaking noise for widened copies: 1% of the weights' std."""
+
+DEEPER_NOISE = 0.001
+"""The paper's noise for an inserted identity layer: 0.1% of its weights' std."""
 
 
 def replication_map(

@@ -155,7 +155,7 @@ class ChildScorer:
         self,
         *,
         config: EvalConfig,
-        family: Family,
+        family: Family[Any, Any],
         start_arch: AnyArch,
         device: torch.device,
         store_path: str,
@@ -172,7 +172,20 @@ class ChildScorer:
         self.data_kwargs, self.cache, self.cache_by = data_kwargs, cache, cache_by
         self.data: DataBundle | None = None
         self.store: Any = None  # an EvalStore, or a RemoteStore on a Ray cluster
-        self.probe: torch.Tensor | None = None
+        self._probe: torch.Tensor | None = None
+
+    @property
+    def probe(self) -> torch.Tensor:
+        """The fixed probe batch: training images (or noise for the surrogate), on the device.
+
+        It checks transforms and initialises the BN of plain deeper steps.
+
+        Raises:
+            RuntimeError: Before :meth:`setup` (or :meth:`start`) drew it.
+        """
+        if self._probe is None:
+            raise RuntimeError("no probe batch yet: call `setup()` or `start()` first")
+        return self._probe
 
     def setup(self) -> None:
         """Open the store, load the data and fix the probe batch (once)."""
@@ -183,7 +196,7 @@ class ChildScorer:
         if self.config.evaluator == "surrogate":
             side = self.data_kwargs.get("image_size") or 32
             g = torch.Generator().manual_seed(0)
-            self.probe = torch.rand(size, 3, side, side, generator=g).to(self.device)
+            self._probe = torch.rand(size, 3, side, side, generator=g).to(self.device)
             return
         self.data = load_dataset(device=self.device, **self.data_kwargs)
         if self.data.num_classes != self.start_arch.num_classes:
@@ -191,7 +204,7 @@ class ChildScorer:
                 f"{self.data.name} has {self.data.num_classes} classes, "
                 f"expected {self.start_arch.num_classes}"
             )
-        self.probe, _ = next(
+        self._probe, _ = next(
             iterate_batches(self.data.train, size, mean=self.data.mean, std=self.data.std)
         )
 
@@ -209,7 +222,9 @@ class ChildScorer:
             if state is not None:
                 return {k: v.to(self.device) for k, v in state.items()}, found.accuracy
             net = self.family.build(self.start_arch, generator=torch.Generator().manual_seed(0))
-            accuracy, seconds, flags = self._train(net, self.config.start_train, seed=0)
+            accuracy, seconds, flags = self._train(
+                self.start_arch, net, self.config.start_train, seed=0
+            )
             if flags.get("diverged") or flags.get("oom"):
                 raise ValueError(
                     f"training the start network {net_string} failed ({flags}); lower "
@@ -300,9 +315,8 @@ class ChildScorer:
         if weights is None:
             return None
         net = self.family.build(arch, weights).to(self.device)
-        accuracy, _ = evaluate(
-            net, self.data.test.to(self.device), mean=self.data.mean, std=self.data.std
-        )
+        data = self._dataset()
+        accuracy, _ = evaluate(net, data.test.to(self.device), mean=data.mean, std=data.std)
         return accuracy
 
     def close(self) -> None:
@@ -334,19 +348,25 @@ class ChildScorer:
     ) -> Score:
         """Train (or ask the surrogate) and record the child in the store (if `record`)."""
         net_string = arch.to_string()
+        flags: dict[str, bool] = {}
         if self.config.evaluator == "surrogate":
-            accuracy, seconds, flags = self.family.surrogate(arch), 0.0, {}
-            trained = False
+            accuracy, seconds, net = self.family.surrogate(arch), 0.0, None
         else:
             net = self.family.build(arch, state) if net is None else net
-            accuracy, seconds, flags = self._train(net, self.config.train, seed)
-            # A diverged child's weights are NaN: the episode goes on from its untrained ones.
-            trained = not flags.get("diverged", False)
-        if trained:
-            state = net.state_dict()
-        else:
-            net = None
-        result = Score(state, accuracy, train_seconds=seconds, trained=trained, net=net, **flags)
+            accuracy, seconds, flags = self._train(arch, net, self.config.train, seed)
+            if flags.get("diverged", False):
+                net = None  # NaN weights: the episode goes on from its untrained ones
+            else:
+                state = net.state_dict()
+        result = Score(
+            state,
+            accuracy,
+            train_seconds=seconds,
+            trained=net is not None,
+            net=net,
+            diverged=flags.get("diverged", False),
+            oom=flags.get("oom", False),
+        )
         if not record:
             return result
         result = dataclasses.replace(result, lineage=lineage)
@@ -375,21 +395,28 @@ class ChildScorer:
         )
         return result
 
+    def _dataset(self) -> DataBundle:
+        """The loaded dataset (the surrogate evaluator loads none)."""
+        if self.data is None:
+            raise RuntimeError("no dataset: the surrogate evaluator neither trains nor tests")
+        return self.data
+
     def _train(
-        self, net: torch.nn.Module, config: TrainConfig, seed: int
+        self, arch: AnyArch, net: torch.nn.Module, config: TrainConfig, seed: int
     ) -> tuple[float, float, dict[str, bool]]:
-        """(accuracy, seconds, flags) of training `net` in place, or of the surrogate."""
+        """(accuracy, seconds, flags) of training `net` (of `arch`) in place, or the surrogate's."""
         if self.config.evaluator == "surrogate":
-            return self.family.surrogate(net.arch), 0.0, {}
+            return self.family.surrogate(arch), 0.0, {}
+        data = self._dataset()
         result = fine_tune(
             net,
-            self.data,
+            data,
             config,
             generator=torch.Generator().manual_seed(seed),
             device=self.device,
         )
-        chance = 1.0 / self.data.num_classes
+        chance = 1.0 / data.num_classes
         accuracy = chance if result.eval_accuracy is None else result.eval_accuracy
         if result.diverged or result.oom:
-            logger.warn(f"training {net.arch} diverged={result.diverged} oom={result.oom}")
+            logger.warn(f"training {arch} diverged={result.diverged} oom={result.oom}")
         return accuracy, result.seconds, {"diverged": result.diverged, "oom": result.oom}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from eas_gym.arch import Arch, Conv, SearchSpace
+from eas_gym.arch import FC, Arch, Conv, SearchSpace
 from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
 
 __all__ = ["surrogate_accuracy", "dense_surrogate_accuracy"]
@@ -27,13 +27,15 @@ def surrogate_accuracy(arch: Arch, space: SearchSpace) -> float:
     blocks = [b for b in arch.blocks()[:-1] if b]
     score = 0.0
     for block in blocks:
-        widths = [arch.layers[i].filters for i in block if isinstance(arch.layers[i], Conv)]
+        convs = [arch.layers[i] for i in block]  # a conv block holds convs only
+        widths = [layer.filters for layer in convs if isinstance(layer, Conv)]
         width = sum(widths) / len(widths) / space.filters[-1]
         depth = len(block) / space.max_layers_per_block
         score += math.sqrt(width * depth)
     score /= max(len(blocks), 1)
-    hidden = arch.blocks()[-1]
-    fc = sum(arch.layers[i].units for i in hidden) / (space.units[-1] * space.max_layers_per_block)
+    hidden = [arch.layers[i] for i in arch.blocks()[-1]]  # the FC block
+    units = sum(layer.units for layer in hidden if isinstance(layer, FC))
+    fc = units / (space.units[-1] * space.max_layers_per_block)
     return 0.1 + 0.85 * math.tanh(2.0 * score + 0.3 * fc)
 
 

@@ -40,8 +40,7 @@ from eas_gym.densenet.rewrite import (
     rewrite_state,
     widen_rows,
 )
-from eas_gym.net import StateDict
-from eas_gym.net2net import check_noise, relative_noise
+from eas_gym.net2net import StateDict, check_noise, relative_noise
 
 __all__ = ["dense_wider", "dense_widen_units", "dense_deeper"]
 
@@ -94,7 +93,7 @@ def dense_wider(
 
     Invariant: in eval mode the new network's logits equal the old one's when ``noise=0``.
     With ``noise > 0`` Gaussian noise of ``noise * std(weight)`` goes on the copied filters'
-    weights only (the paper's Net2Wider uses ``eas_gym.morph.WIDER_NOISE``).
+    weights only (the paper's Net2Wider uses ``eas_gym.net2net.WIDER_NOISE``).
 
     Args:
         arch: The architecture.
@@ -213,7 +212,7 @@ def dense_deeper(
 
     Invariant: in eval mode the new network's logits equal the old one's when ``noise=0``.
     With ``noise > 0`` Gaussian noise of ``noise * std(weight)`` goes on the new unit's copied
-    conv weights and on new transition copies (``eas_gym.morph.WIDER_NOISE`` suits it: the new
+    conv weights and on new transition copies (``eas_gym.net2net.WIDER_NOISE`` suits it: the new
     unit is a copy, not an identity).
 
     Args:

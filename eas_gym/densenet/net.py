@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from eas_gym.densenet.arch import DenseArch
-from eas_gym.net import StateDict, build_module
+from eas_gym.net2net import StateDict, build_module
 
 __all__ = ["DenseNet", "build_dense_net", "unit_key", "transition_key"]
 

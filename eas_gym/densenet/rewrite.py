@@ -20,8 +20,7 @@ from torch import Tensor
 
 from eas_gym.densenet.arch import DenseArch
 from eas_gym.densenet.net import transition_key, unit_key
-from eas_gym.net import StateDict
-from eas_gym.net2net import relative_noise, replication_map
+from eas_gym.net2net import StateDict, relative_noise, replication_map
 
 __all__ = [
     "ModuleTensors",

@@ -1,7 +1,7 @@
 """Observation and action encoding and masks for the DenseNet space (pure functions).
 
-The DenseNet space reuses the plain CNN's layout (:mod:`eas_gym.spaces`), so every agent that
-handles one handles the other unchanged. With ``B`` dense blocks there are
+The DenseNet space uses the layout both families share (:mod:`eas_gym.net2net`), so every agent
+that handles the plain CNN handles DenseNet unchanged. With ``B`` dense blocks there are
 ``L = space.max_units + B - 1`` slots, filled in network order: one per unit and one per
 transition.
 
@@ -25,8 +25,9 @@ import bisect
 import numpy as np
 from gymnasium import spaces
 
+from eas_gym import net2net
 from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
-from eas_gym.spaces import WIDER, Decoded
+from eas_gym.net2net import WIDER, Decoded, LayerKind, Observation
 
 __all__ = [
     "UNIT",
@@ -43,7 +44,8 @@ __all__ = [
     "decode_action",
 ]
 
-UNIT, TRANSITION = 1, 2
+UNIT, TRANSITION = LayerKind.CONV, LayerKind.POOL
+"""A unit's and a transition's ``kind``: a controller reads them as a conv and a pool."""
 
 
 def num_slots(space: DenseSearchSpace, num_blocks: int) -> int:
@@ -64,22 +66,12 @@ def slot_units(arch: DenseArch) -> list[tuple[int, int] | None]:
 def observation_space(space: DenseSearchSpace, num_blocks: int, num_steps: int) -> spaces.Dict:
     """The observation space for searches with `num_blocks` blocks and `num_steps` steps."""
     slots = num_slots(space, num_blocks)
-    return spaces.Dict(
-        {
-            "kind": spaces.MultiDiscrete(np.full(slots, 4, dtype=np.int64)),
-            "width": spaces.MultiDiscrete(np.full(slots, len(space.growths), dtype=np.int64)),
-            "kernel": spaces.MultiDiscrete(np.ones(slots, dtype=np.int64)),
-            "num_layers": spaces.Discrete(slots + 1),
-            "step_kind": spaces.Discrete(2),
-            "steps_left": spaces.Discrete(num_steps + 1),
-        }
-    )
+    return net2net.observation_space(slots, len(space.growths), 1, num_steps)
 
 
 def action_space(space: DenseSearchSpace, num_blocks: int) -> spaces.MultiDiscrete:
     """``MultiDiscrete([2] * L + [L, 1])``: widen flags, then the unit to duplicate."""
-    slots = num_slots(space, num_blocks)
-    return spaces.MultiDiscrete(np.array([2] * slots + [slots, 1], np.int64))
+    return net2net.action_space(num_slots(space, num_blocks), 1)
 
 
 def check_arch_in_space(arch: DenseArch, space: DenseSearchSpace) -> None:
@@ -99,7 +91,7 @@ def check_arch_in_space(arch: DenseArch, space: DenseSearchSpace) -> None:
 
 def encode_observation(
     arch: DenseArch, space: DenseSearchSpace, step_kind: int, steps_left: int
-) -> dict[str, np.ndarray | int]:
+) -> Observation:
     """The observation of `arch` before a step of `step_kind` with `steps_left` steps to go."""
     slots = num_slots(space, arch.num_blocks)
     kind = np.zeros(slots, np.int64)
@@ -111,23 +103,13 @@ def encode_observation(
         else:
             kind[i] = UNIT
             width[i] = bisect.bisect_left(space.growths, arch.blocks[unit[0]][unit[1]])
-    return {
-        "kind": kind,
-        "width": width,
-        "kernel": np.zeros(slots, np.int64),
-        "num_layers": np.int64(len(filled)),
-        "step_kind": np.int64(step_kind),
-        "steps_left": np.int64(steps_left),
-    }
+    kernel = np.zeros(slots, np.int64)
+    return net2net.observation(kind, width, kernel, len(filled), step_kind, steps_left)
 
 
 def legal_widen(arch: DenseArch, space: DenseSearchSpace) -> list[int]:
     """Slots whose unit a wider step can move to its next growth rate."""
-    return [
-        i
-        for i, unit in enumerate(slot_units(arch))
-        if unit is not None and space.next_growth(arch.blocks[unit[0]][unit[1]]) is not None
-    ]
+    return list(_widen_targets(arch, space))
 
 
 def legal_deepen(arch: DenseArch, space: DenseSearchSpace) -> list[int]:
@@ -146,17 +128,8 @@ def action_mask(arch: DenseArch, space: DenseSearchSpace, step_kind: int) -> tup
 
     If a deeper step has no legal slot, slot 0 stays allowed and the step is a no-op.
     """
-    slots = num_slots(space, arch.num_blocks)
-    flags = [np.array([1, 0], np.int8) for _ in range(slots)]
-    position = np.zeros(slots, np.int8)
-    if step_kind == WIDER:
-        for i in legal_widen(arch, space):
-            flags[i] = np.array([1, 1], np.int8)
-        position[0] = 1
-    else:
-        legal = legal_deepen(arch, space)
-        position[legal if legal else [0]] = 1
-    return (*flags, position, np.ones(1, np.int8))
+    legal = legal_widen(arch, space) if step_kind == WIDER else legal_deepen(arch, space)
+    return net2net.step_mask(step_kind, legal, num_slots(space, arch.num_blocks), 1)
 
 
 def decode_action(
@@ -168,18 +141,17 @@ def decode_action(
     unit to duplicate (use :func:`slot_units` for its block and index); ``kernel`` is None.
     """
     slots = num_slots(space, arch.num_blocks)
-    units = slot_units(arch)
     if step_kind == WIDER:
-        flagged = [i for i in range(slots) if action[i]]
-        legal = set(legal_widen(arch, space))
-        widths = {}
-        for i in flagged:
-            if i in legal:
-                b, u = units[i]
-                widths[i] = space.next_growth(arch.blocks[b][u])
-        return Decoded(widths, None, None, illegal=len(widths) != len(flagged))
-    slot = int(action[slots])
+        return net2net.decode_wider(action, slots, _widen_targets(arch, space))
     legal = legal_deepen(arch, space)
-    if slot not in legal:  # with no legal slot at all, slot 0 is the mask's no-op
-        return Decoded({}, None, None, illegal=bool(legal) or slot != 0)
-    return Decoded({}, slot, None, False)
+    return net2net.decode_deeper(action, slots, legal, lambda slot, kernel: None)
+
+
+def _widen_targets(arch: DenseArch, space: DenseSearchSpace) -> dict[int, int]:
+    """``{slot: next growth rate}`` of the units a wider step can widen."""
+    targets = {}
+    for i, unit in enumerate(slot_units(arch)):
+        growth = None if unit is None else space.next_growth(arch.blocks[unit[0]][unit[1]])
+        if growth is not None:
+            targets[i] = growth
+    return targets
