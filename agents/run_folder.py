@@ -34,7 +34,9 @@ import torch
 
 __all__ = [
     "CHILD_FIELDS",
+    "RECHECK_UPDATE_OFFSET",
     "child_record",
+    "episode_seed",
     "finished_records",
     "check_config",
     "load_checkpoint",
@@ -42,6 +44,7 @@ __all__ = [
     "read_jsonl",
     "repair_jsonl",
     "save_checkpoint",
+    "save_recheck",
     "write_jsonl",
 ]
 
@@ -59,6 +62,9 @@ CHILD_FIELDS = (
 )
 """The keys of a child record (one line of ``children.jsonl``)."""
 
+RECHECK_UPDATE_OFFSET = 1_000_000
+"""Recheck batch ``j`` is seeded as update ``RECHECK_UPDATE_OFFSET + j``: never a search's."""
+
 # Settings that may change between runs of one folder: the budget, how and where it runs.
 _MAY_CHANGE = (
     "nets",
@@ -72,6 +78,15 @@ _MAY_CHANGE = (
     "store",
 )
 _PATH_ENV_KWARGS = ("data_dir", "download", "store")
+
+
+def episode_seed(seed: int, update: int, batch: int) -> int:
+    """The reset seed of update `update`'s environments (env ``i`` gets ``seed + i``).
+
+    >>> episode_seed(0, 2, 10)
+    20
+    """
+    return seed * 1_000_003 + update * batch
 
 
 def child_record(
@@ -182,6 +197,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def save_recheck(
+    out: Path, records: list[dict[str, Any]], batches: int, episodes: int, **state: Any
+) -> None:
+    """Save a recheck's first `batches` batches to ``recheck.pt`` (with `state`) and its .jsonl."""
+    save_checkpoint(
+        {**state, "batches": batches, "records": records, "episodes": episodes}, out / "recheck.pt"
+    )
+    write_jsonl(out / "recheck.jsonl", records)
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:

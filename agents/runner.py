@@ -35,15 +35,17 @@ import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent
 from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
 from agents.run_folder import (
+    RECHECK_UPDATE_OFFSET,
     check_config,
     child_record,
+    episode_seed,
     finished_records,
     load_checkpoint,
     read_children,
     read_jsonl,
     repair_jsonl,
     save_checkpoint,
-    write_jsonl,
+    save_recheck,
 )
 from eas_gym.export import save_model
 from eas_gym.family import parse_net
@@ -64,8 +66,6 @@ __all__ = [
 ]
 
 _EXECUTORS = ("local", "ray")
-RECHECK_UPDATE_OFFSET = 1_000_000
-"""Recheck batch ``j`` is seeded as update ``RECHECK_UPDATE_OFFSET + j``: never a search's."""
 
 
 @dataclass
@@ -135,11 +135,6 @@ def check_env_args(env_id: str, env_kwargs: dict[str, Any]) -> None:
         check_dataset(
             kwargs.get("dataset", "cifar10"), kwargs.get("data_dir"), kwargs.get("download", False)
         )
-
-
-def episode_seed(seed: int, update: int, batch: int) -> int:
-    """The reset seed of update `update`'s environments (env ``i`` gets ``seed + i``)."""
-    return seed * 1_000_003 + update * batch
 
 
 def run_search(args: SearchArgs) -> list[dict[str, Any]]:
@@ -217,9 +212,7 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
         for j in range(done, episodes // batch):
             seed = episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch)
             records += _run_batch(envs, agent, seed, update=j)
-            state = {"agent": agent.state_dict(), "batches": j + 1, "records": records}
-            save_checkpoint({**state, "episodes": episodes}, out / "recheck.pt")
-            write_jsonl(out / "recheck.jsonl", records)
+            save_recheck(out, records, j + 1, episodes, agent=agent.state_dict())
     finally:
         envs.close()
     return records
@@ -245,7 +238,7 @@ def _check_executor(args: SearchArgs, spec: AgentSpec) -> None:
             f"SB3 agents ({spec.name}) evaluate children locally; "
             "use --executor local, or a protocol agent (reinforce, random, module:Class) on Ray"
         )
-    from eas_gym.ray_vector import import_ray
+    from eas_gym.ray_store import import_ray
 
     try:
         import_ray()

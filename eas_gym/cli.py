@@ -6,6 +6,12 @@ eas-gym train   RUN_OR_NET [--epochs E]
 eas-gym show    RUN
 eas-gym list
 eas-gym demo
+
+This module is the one place where the library imports the application (:mod:`agents`): the
+``eas-gym`` console script has lived at ``eas_gym.cli:main`` since 0.1.0, and its commands run
+searches, comparisons and final training, which are the agents' work. Those imports sit inside
+the command functions, so ``import eas_gym`` never loads ``agents``, and no module of either
+package imports this one (``tests/test_imports.py`` checks both).
 """
 
 from __future__ import annotations

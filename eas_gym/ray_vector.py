@@ -31,24 +31,13 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
-from eas_gym.ray_store import PREFIX, start_store_service
+from eas_gym.ray_store import PREFIX, import_ray, start_store_service
 from eas_gym.store import default_store_path
 
 __all__ = ["RayVectorEnv", "import_ray"]
 
 # One replayable call: ("reset", seed, options) or ("step", action).
 Entry = tuple[Any, ...]
-
-
-def import_ray() -> Any:
-    """The ``ray`` module, or an ImportError that says how to install it."""
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError(
-            'the Ray executor needs Ray: pip install "eas-gym[ray]" (or pip install "ray>=2.9")'
-        ) from e
-    return ray
 
 
 class _EnvWorker:

@@ -16,13 +16,16 @@ __all__ = ["check_env_arguments", "env_arguments", "parse_set", "parse_value"]
 
 _TRUE, _FALSE, _NONE = ("true", "yes", "1", "on"), ("false", "no", "0", "off"), ("none", "null")
 _NOT_SETTABLE = ("render_mode",)
+# The env is found by its registered entry point, not imported: it checks its own arguments
+# with check_env_arguments, so it imports this module.
+_ENV_ENTRY_POINT = "eas_gym.env:EASEnv"
 
 
 def env_arguments() -> dict[str, str]:
     """The env's keyword arguments and their annotations, e.g. ``{"epochs": "float", ...}``."""
-    from eas_gym.env import EASEnv
+    from gymnasium.envs.registration import load_env_creator
 
-    params = inspect.signature(EASEnv.__init__).parameters
+    params = inspect.signature(load_env_creator(_ENV_ENTRY_POINT).__init__).parameters
     return {
         name: str(p.annotation)
         for name, p in params.items()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -24,7 +25,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -33,8 +34,10 @@ from eas_gym.net import StateDict
 __all__ = [
     "BY_NET",
     "SCHEMA_VERSION",
+    "SERVICE_PREFIX",
     "Evaluation",
     "EvalStore",
+    "Store",
     "StoreError",
     "config_key",
     "default_store_path",
@@ -51,6 +54,13 @@ CHILD_LOCK_FILES = 64
 
 BY_NET = ""
 """The lineage of rows cached by net string alone (the paper's cache, ``cache_by="net"``)."""
+
+SERVICE_PREFIX = "ray-store:"
+"""A store address starting with this names a store service actor (:mod:`eas_gym.ray_store`)."""
+
+# The service's client, found by name as gymnasium finds an env by its entry point: it builds on
+# this module (the service owns an EvalStore), so this module must not import it.
+_SERVICE_CLIENT = "eas_gym.ray_store:RemoteStore"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -139,6 +149,53 @@ class Evaluation:
     lineage: str = BY_NET
 
 
+@runtime_checkable
+class Store(Protocol):
+    """What the env and scorer need of a store: :class:`EvalStore`, or a Ray service's client.
+
+    :func:`open_store` gives one for a path or a service address.
+    """
+
+    path: str
+    """The database file, ``":memory:"``, or ``"ray-store:<actor name>"``."""
+
+    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
+        """The stored evaluation of `net` under `key` and `lineage`, or None."""
+        ...
+
+    def with_weights(self, net: str, key: str) -> Evaluation | None:
+        """The newest evaluation of `net` under `key` (any lineage) whose weights were kept."""
+        ...
+
+    def put(self, evaluation: Evaluation) -> None:
+        """Record `evaluation` (first writer wins, except over an out-of-memory row)."""
+        ...
+
+    def set_weights(self, evaluation: Evaluation, weights: str) -> None:
+        """Point `evaluation`'s row at new weights."""
+        ...
+
+    def all(self, key: str | None = None) -> list[Evaluation]:
+        """Every stored evaluation (under `key` if given), oldest first."""
+        ...
+
+    def save_weights(self, net: str, key: str, state: StateDict) -> str:
+        """Save `state`; returns the name to record in the row's ``weights``."""
+        ...
+
+    def load_weights(self, evaluation: Evaluation) -> StateDict | None:
+        """The saved weights of `evaluation`, or None."""
+        ...
+
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock shared by every user of the store."""
+        ...
+
+    def close(self) -> None:
+        """Release what this handle holds."""
+        ...
+
+
 class EvalStore:
     """SQLite-backed evaluation cache and run record.
 
@@ -154,6 +211,9 @@ class EvalStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._open(path)
+
+    def _open(self, path: str | os.PathLike[str]) -> None:
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise TypeError(f"Expected `store` to be a path or ':memory:', actually: {path!r}")
         self.path = str(path)
@@ -256,10 +316,9 @@ class EvalStore:
 
     def all(self, key: str | None = None) -> list[Evaluation]:
         """Every stored evaluation (under `key` if given), oldest first."""
-        query, args = "SELECT * FROM evaluations", ()
-        if key is not None:
-            query, args = query + " WHERE config_key = ?", (key,)
-        return [_from_row(r) for r in self._conn.execute(query + " ORDER BY id", args)]
+        where, args = ("", ()) if key is None else (" WHERE config_key = ?", (key,))
+        query = f"SELECT * FROM evaluations{where} ORDER BY id"
+        return [_from_row(r) for r in self._conn.execute(query, args)]
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
@@ -349,7 +408,7 @@ class EvalStore:
         return {"path": self.path}
 
     def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(state["path"])
+        self._open(state["path"])
 
 
 def _checksum_of(name: str) -> str | None:
@@ -369,15 +428,14 @@ def _from_row(row: sqlite3.Row) -> Evaluation:
     return Evaluation(**values)
 
 
-def open_store(path: str | os.PathLike[str]) -> Any:
+def open_store(path: str | os.PathLike[str]) -> Store:
     """The store at `path`: a file or ``":memory:"``, or a Ray store service.
 
-    ``"ray-store:<name>"`` gives a :class:`~eas_gym.ray_store.RemoteStore` served by that Ray
-    actor (multi-node searches); anything else an :class:`EvalStore`.
+    ``"ray-store:<name>"`` (:data:`SERVICE_PREFIX`) gives a :class:`~eas_gym.ray_store.RemoteStore`
+    served by that Ray actor (multi-node searches); anything else an :class:`EvalStore`.
     """
     path = str(path)
-    if path.startswith("ray-store:"):
-        from eas_gym.ray_store import RemoteStore
-
-        return RemoteStore(path)
+    if path.startswith(SERVICE_PREFIX):
+        module, _, name = _SERVICE_CLIENT.partition(":")
+        return getattr(importlib.import_module(module), name)(path)
     return EvalStore(path)
