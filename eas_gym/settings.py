@@ -8,11 +8,12 @@ Anything else is a ``ValueError`` that names the key and lists what is allowed.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_env_arguments", "env_arguments", "parse_set", "parse_value"]
+__all__ = ["add_set_option", "check_env_arguments", "env_arguments", "parse_set", "parse_value"]
 
 _TRUE, _FALSE, _NONE = ("true", "yes", "1", "on"), ("false", "no", "0", "off"), ("none", "null")
 _NOT_SETTABLE = ("render_mode",)
@@ -25,7 +26,7 @@ def env_arguments() -> dict[str, str]:
     """The env's keyword arguments and their annotations, e.g. ``{"epochs": "float", ...}``."""
     from gymnasium.envs.registration import load_env_creator
 
-    params = inspect.signature(load_env_creator(_ENV_ENTRY_POINT).__init__).parameters
+    params = inspect.signature(load_env_creator(_ENV_ENTRY_POINT)).parameters
     return {
         name: str(p.annotation)
         for name, p in params.items()
@@ -86,6 +87,23 @@ def parse_set(items: Iterable[str], *, env_id: str | None = None) -> dict[str, A
             )
         values[key] = parse_value(key, text, arguments[key])
     return values
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """Give `parser` the repeatable ``--set KEY=VALUE`` option; read it with :func:`parse_set`.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_set_option(parser)
+    >>> parse_set(parser.parse_args(["--set", "epochs=8"]).set)
+    {'epochs': 8.0}
+    """
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an env argument, e.g. epochs=8 (repeatable; typed as EASEnv's arguments)",
+    )
 
 
 _AT_LEAST_ONE = ("train_size", "val_size", "image_size", "batch_size", "probe_size")
