@@ -25,7 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from eas_gym.export import save_model
 from eas_gym.family import parse_net
 from eas_gym.store import BY_NET, EvalStore
 from eas_gym.vector import make_vector_env
+
+if TYPE_CHECKING:
+    from eas_gym.env import EASEnv
 
 __all__ = [
     "AGENTS",
@@ -460,7 +463,8 @@ def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> 
     config = json.loads((out / "config.json").read_text())
     import gymnasium as gym
 
-    env = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path}).unwrapped
+    made = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path})
+    env = cast("EASEnv", made.unwrapped)  # every EAS-* id's entry point
     arch = parse_net(best["net"], num_classes=env.start_arch.num_classes)
     store = EvalStore(store_path)
     found = store.get(best["net"], env.config_key, best.get("lineage") or BY_NET)
@@ -498,6 +502,7 @@ def _plot(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     acc = np.array([c["accuracy"] for c in children])
     x = np.arange(1, len(acc) + 1)
@@ -511,7 +516,9 @@ def _plot(
         ax.axhline(start_accuracy, color="grey", ls="--", lw=1, label="start network")
     ax.set_xlabel("networks sampled")
     ax.set_ylabel("validation accuracy")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # matplotlib's default, an AutoLocator
+        locator.set_params(integer=True)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)

@@ -129,9 +129,10 @@ def recheck_sb3(
     venv = make_sb3_vec_env(args.env_id, batch, seed=args.seed, env_kwargs=env_kwargs)
     model = _model(spec, venv, args.seed, saved)
     episode_length = len(venv.get_attr("schedule", indices=0)[0])
-    done_ok = previous is not None and previous.get("episodes") == episodes
-    records = list(previous["records"]) if done_ok else []
-    start = previous["batches"] if done_ok else 0
+    records: list[dict[str, Any]] = []
+    start = 0
+    if previous is not None and previous.get("episodes") == episodes:
+        records, start = list(previous["records"]), previous["batches"]
     masked = spec.name == "maskable-ppo"
     try:
         for j in range(start, math.ceil(episodes / batch)):
