@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.base import Agent
+
 __all__ = [
     "CHILD_FIELDS",
     "RECHECK_UPDATE_OFFSET",
@@ -43,6 +45,7 @@ __all__ = [
     "read_children",
     "read_jsonl",
     "repair_jsonl",
+    "restore_search",
     "save_checkpoint",
     "save_recheck",
     "write_jsonl",
@@ -293,3 +296,37 @@ def finished_records(path: Path, needed: int) -> list[dict[str, Any]] | None:
             "ask for at most that many, restore the checkpoint, or use another --out"
         )
     return records
+
+
+def restore_search(
+    agent: Agent, out: Path, batch: int, num_updates: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """(updates done, child records) of a protocol agent's search; `agent` gets its state.
+
+    From the checkpoint, and children.jsonl is made to match its records.
+
+    Without a checkpoint, a finished run's records (study data kept without ``.pt`` files)
+    are read from children.jsonl.
+    """
+    state = load_checkpoint(out / "checkpoint.pt")
+    if state is None:
+        kept = finished_records(out / "children.jsonl", num_updates * batch)
+        if kept is not None:
+            return len(kept) // batch, kept
+        children: list[dict[str, Any]] = []
+        done = 0
+    else:
+        agent.load_state_dict(state["agent"])
+        done = state["update"]
+        if "children" in state:
+            children = list(state["children"])
+        else:  # a run folder from before checkpoints held the records
+            children = [c for c in read_jsonl(out / "children.jsonl") if c["update"] < done]
+            if len(children) != done * batch:
+                raise ValueError(
+                    f"{out / 'children.jsonl'} holds {len(children)} records of the {done * batch} "
+                    "its checkpoint has finished; it cannot be repaired (this folder predates "
+                    "records in checkpoints): restore it or start again"
+                )
+    repair_jsonl(out / "children.jsonl", children)
+    return done, children
