@@ -23,13 +23,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
 from eas_gym.net import StateDict
+from eas_gym.store_types import BY_NET, Evaluation, Store
 
 __all__ = [
     "BY_NET",
@@ -51,9 +52,6 @@ their rows keep ``lineage = ''``, the paper's net-string cache (see :data:`BY_NE
 
 CHILD_LOCK_FILES = 64
 """Lock files shared by the per-child locks (see :meth:`EvalStore.lock`)."""
-
-BY_NET = ""
-"""The lineage of rows cached by net string alone (the paper's cache, ``cache_by="net"``)."""
 
 SERVICE_PREFIX = "ray-store:"
 """A store address starting with this names a store service actor (:mod:`eas_gym.ray_store`)."""
@@ -106,94 +104,6 @@ def config_key(config: Mapping[str, Any]) -> str:
     """A short stable hash of a JSON-able configuration."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One evaluated child.
-
-    Args:
-        net: Net string (``Arch.to_string()``).
-        config_key: See :func:`config_key`.
-        accuracy: Validation accuracy in [0, 1].
-        loss: Validation loss.
-        params: Trainable parameters.
-        flops: Multiply-adds per image.
-        seconds: Wall time of its fine-tune and evaluation.
-        parent: The parent's net string.
-        transforms: The transforms that made it from the parent, as JSON-able records.
-        config: The full configuration (for people; the key is what matches).
-        seed: The seed of its training.
-        diverged: Training stopped on a non-finite loss.
-        oom: Training ran out of device memory (not served as a cache hit).
-        weights: Path of its saved weights, relative to the store's folder, if kept.
-        lineage: What made this evaluation: a hash of the start network, the transforms with
-            their noise seed and the training seeds (see ``EASEnv``); :data:`BY_NET` for rows
-            cached by net string alone.
-    """
-
-    net: str
-    config_key: str
-    accuracy: float
-    loss: float | None = None
-    params: int | None = None
-    flops: int | None = None
-    seconds: float | None = None
-    parent: str | None = None
-    transforms: list[dict[str, Any]] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    seed: int | None = None
-    diverged: bool = False
-    oom: bool = False
-    weights: str | None = None
-    lineage: str = BY_NET
-
-
-@runtime_checkable
-class Store(Protocol):
-    """What the env and scorer need of a store: :class:`EvalStore`, or a Ray service's client.
-
-    :func:`open_store` gives one for a path or a service address.
-    """
-
-    path: str
-    """The database file, ``":memory:"``, or ``"ray-store:<actor name>"``."""
-
-    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
-        """The stored evaluation of `net` under `key` and `lineage`, or None."""
-        ...
-
-    def with_weights(self, net: str, key: str) -> Evaluation | None:
-        """The newest evaluation of `net` under `key` (any lineage) whose weights were kept."""
-        ...
-
-    def put(self, evaluation: Evaluation) -> None:
-        """Record `evaluation` (first writer wins, except over an out-of-memory row)."""
-        ...
-
-    def set_weights(self, evaluation: Evaluation, weights: str) -> None:
-        """Point `evaluation`'s row at new weights."""
-        ...
-
-    def all(self, key: str | None = None) -> list[Evaluation]:
-        """Every stored evaluation (under `key` if given), oldest first."""
-        ...
-
-    def save_weights(self, net: str, key: str, state: StateDict) -> str:
-        """Save `state`; returns the name to record in the row's ``weights``."""
-        ...
-
-    def load_weights(self, evaluation: Evaluation) -> StateDict | None:
-        """The saved weights of `evaluation`, or None."""
-        ...
-
-    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
-        """An exclusive lock shared by every user of the store."""
-        ...
-
-    def close(self) -> None:
-        """Release what this handle holds."""
-        ...
 
 
 class EvalStore:
