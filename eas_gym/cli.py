@@ -18,13 +18,9 @@ are :class:`agents.runner.SearchArgs`' fields. Those imports sit inside function
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
 import json
-import re
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,9 +52,10 @@ def _check_env_id(env_id: str) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from agents.runner import SearchArgs, read_summary, resolve_agent, run_search
+    from eas_gym.settings import DICT_FIELD
 
     _check_env_id(args.env)
-    options = {f.name: getattr(args, f.name) for f in _search_fields() if f.type != _DICT}
+    options = {f.name: getattr(args, f.name) for f in _search_fields() if f.type != DICT_FIELD}
     search = SearchArgs(
         **options,
         env_id=args.env,
@@ -90,7 +87,6 @@ def _search(args: argparse.Namespace) -> int:
 # --data-dir (env_kwargs, shared with compare), --no-progress (progress).
 _NOT_OPTIONS = ("env_id", "env_kwargs", "progress")
 _FLAGS = {"asynchronous": "--async", "agent_options": "--agent-set"}
-_DICT = "dict[str, Any]"  # a dict field is a repeatable KEY=VALUE option
 _CHOICES = {"executor": ("local", "ray")}
 _DEFAULT_ENV = "EAS-CIFAR10-CPU-v2"
 """The command line's env: the CPU preset chosen in benchmarks/RESULTS.md (``SearchArgs`` keeps
@@ -103,54 +99,15 @@ def _search_fields() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(SearchArgs) if f.name not in _NOT_OPTIONS]
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstrings of a dataclass's fields (the string literal under each), one line each.
-
-    >>> from agents.runner import SearchArgs
-    >>> field_docs(SearchArgs)["seed"]
-    'Seeds the agent and every episode.'
-    """
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, after in zip(body, body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
-
-
 def _add_search_options(
     parser: argparse.ArgumentParser, names: Sequence[str] | None = None
 ) -> None:
     """SearchArgs' fields as options (`names` only, if given), with their defaults and docs."""
     from agents.runner import SearchArgs
+    from eas_gym.settings import add_dataclass_options
 
-    docs = field_docs(SearchArgs)
-    for f in _search_fields():
-        if names is not None and f.name not in names:
-            continue
-        flag = _FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
-        help = re.sub(r":\w+:|`", "", docs[f.name]).replace("%", "%%")
-        kinds = {part.strip() for part in str(f.type).split("|")} - {"None"}
-        kwargs: dict[str, Any] = {"default": f.default, "help": help}
-        if f.type == _DICT:
-            kwargs.update(action="append", metavar="KEY=VALUE", default=None)
-            kwargs["help"] += " (repeatable)"
-        else:
-            kwargs["dest"] = f.name
-        if kinds == {"bool"}:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif kinds == {"int"}:
-            kwargs["type"] = int
-        if f.name in _CHOICES:
-            kwargs["choices"] = _CHOICES[f.name]
-        parser.add_argument(flag, **kwargs)
+    fields = [f.name for f in _search_fields() if names is None or f.name in names]
+    add_dataclass_options(parser, SearchArgs, fields, flags=_FLAGS, choices=_CHOICES)
 
 
 def _agent_set(name: str, items: list[str] | None) -> dict[str, Any]:
