@@ -32,16 +32,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.base import Agent
+
 __all__ = [
     "CHILD_FIELDS",
+    "RECHECK_UPDATE_OFFSET",
     "child_record",
+    "episode_seed",
     "finished_records",
     "check_config",
     "load_checkpoint",
     "read_children",
     "read_jsonl",
     "repair_jsonl",
+    "restore_search",
     "save_checkpoint",
+    "save_recheck",
     "write_jsonl",
 ]
 
@@ -59,6 +65,9 @@ CHILD_FIELDS = (
 )
 """The keys of a child record (one line of ``children.jsonl``)."""
 
+RECHECK_UPDATE_OFFSET = 1_000_000
+"""Recheck batch ``j`` is seeded as update ``RECHECK_UPDATE_OFFSET + j``: never a search's."""
+
 # Settings that may change between runs of one folder: the budget, how and where it runs.
 _MAY_CHANGE = (
     "nets",
@@ -72,6 +81,15 @@ _MAY_CHANGE = (
     "store",
 )
 _PATH_ENV_KWARGS = ("data_dir", "download", "store")
+
+
+def episode_seed(seed: int, update: int, batch: int) -> int:
+    """The reset seed of update `update`'s environments (env ``i`` gets ``seed + i``).
+
+    >>> episode_seed(0, 2, 10)
+    20
+    """
+    return seed * 1_000_003 + update * batch
 
 
 def child_record(
@@ -184,6 +202,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def save_recheck(
+    out: Path, records: list[dict[str, Any]], batches: int, episodes: int, **state: Any
+) -> None:
+    """Save a recheck's first `batches` batches to ``recheck.pt`` (with `state`) and its .jsonl."""
+    save_checkpoint(
+        {**state, "batches": batches, "records": records, "episodes": episodes}, out / "recheck.pt"
+    )
+    write_jsonl(out / "recheck.jsonl", records)
+
+
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Replace `path` with one JSON line per record, atomically."""
     _atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
@@ -268,3 +296,37 @@ def finished_records(path: Path, needed: int) -> list[dict[str, Any]] | None:
             "ask for at most that many, restore the checkpoint, or use another --out"
         )
     return records
+
+
+def restore_search(
+    agent: Agent, out: Path, batch: int, num_updates: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """(updates done, child records) of a protocol agent's search; `agent` gets its state.
+
+    From the checkpoint, and children.jsonl is made to match its records.
+
+    Without a checkpoint, a finished run's records (study data kept without ``.pt`` files)
+    are read from children.jsonl.
+    """
+    state = load_checkpoint(out / "checkpoint.pt")
+    if state is None:
+        kept = finished_records(out / "children.jsonl", num_updates * batch)
+        if kept is not None:
+            return len(kept) // batch, kept
+        children: list[dict[str, Any]] = []
+        done = 0
+    else:
+        agent.load_state_dict(state["agent"])
+        done = state["update"]
+        if "children" in state:
+            children = list(state["children"])
+        else:  # a run folder from before checkpoints held the records
+            children = [c for c in read_jsonl(out / "children.jsonl") if c["update"] < done]
+            if len(children) != done * batch:
+                raise ValueError(
+                    f"{out / 'children.jsonl'} holds {len(children)} records of the {done * batch} "
+                    "its checkpoint has finished; it cannot be repaired (this folder predates "
+                    "records in checkpoints): restore it or start again"
+                )
+    repair_jsonl(out / "children.jsonl", children)
+    return done, children

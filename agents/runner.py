@@ -2,7 +2,7 @@
 
 A run folder (see :mod:`agents.run_folder`) holds the settings, the agent's checkpoint with every
 child record, ``children.jsonl``, the evaluation store (unless ``store`` points elsewhere),
-``best/`` (``eas_gym.load_model(run / "best")``) and ``search.png``.
+``best/`` (``eas_gym.load_model(run / "best")``) and ``search.png`` (:mod:`agents.summary`).
 
 Protocol agents (:class:`agents.base.Agent`) checkpoint after every update of ``batch``
 networks, and each update's environments are seeded from ``(seed, update)``. Rerunning an
@@ -19,10 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,21 +30,22 @@ from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent
+from agents.progress import SearchProgress
 from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
 from agents.run_folder import (
+    RECHECK_UPDATE_OFFSET,
     check_config,
     child_record,
+    episode_seed,
     finished_records,
     load_checkpoint,
     read_children,
-    read_jsonl,
     repair_jsonl,
+    restore_search,
     save_checkpoint,
-    write_jsonl,
+    save_recheck,
 )
-from eas_gym.export import save_model
-from eas_gym.family import parse_net
-from eas_gym.store import BY_NET, EvalStore
+from agents.summary import export_best, plot_search, read_summary
 from eas_gym.vector import make_vector_env
 
 __all__ = [
@@ -64,8 +62,6 @@ __all__ = [
 ]
 
 _EXECUTORS = ("local", "ray")
-RECHECK_UPDATE_OFFSET = 1_000_000
-"""Recheck batch ``j`` is seeded as update ``RECHECK_UPDATE_OFFSET + j``: never a search's."""
 
 
 @dataclass
@@ -137,11 +133,6 @@ def check_env_args(env_id: str, env_kwargs: dict[str, Any]) -> None:
         )
 
 
-def episode_seed(seed: int, update: int, batch: int) -> int:
-    """The reset seed of update `update`'s environments (env ``i`` gets ``seed + i``)."""
-    return seed * 1_000_003 + update * batch
-
-
 def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     """Run (or resume, or extend) a search; returns every sampled network's record."""
     if args.nets < 1 or args.batch < 1:
@@ -159,15 +150,9 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
         children = run_sb3(args, spec, out, env_kwargs)
     else:
         children = _run_protocol(args, spec, out, env_kwargs)
-    start_accuracy = _export_best(children, out, store)
-    _plot(children, out / "search.png", f"{spec.label()} on {args.env_id}", start_accuracy)
+    start_accuracy = export_best(children, out, store)
+    plot_search(children, out / "search.png", f"{spec.label()} on {args.env_id}", start_accuracy)
     return children
-
-
-def read_summary(run: str | os.PathLike[str]) -> dict[str, Any]:
-    """A run folder's ``summary.json`` (networks, best, start network's accuracy), or {}."""
-    path = Path(run) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
@@ -217,9 +202,7 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
         for j in range(done, episodes // batch):
             seed = episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch)
             records += _run_batch(envs, agent, seed, update=j)
-            state = {"agent": agent.state_dict(), "batches": j + 1, "records": records}
-            save_checkpoint({**state, "episodes": episodes}, out / "recheck.pt")
-            write_jsonl(out / "recheck.jsonl", records)
+            save_recheck(out, records, j + 1, episodes, agent=agent.state_dict())
     finally:
         envs.close()
     return records
@@ -245,7 +228,7 @@ def _check_executor(args: SearchArgs, spec: AgentSpec) -> None:
             f"SB3 agents ({spec.name}) evaluate children locally; "
             "use --executor local, or a protocol agent (reinforce, random, module:Class) on Ray"
         )
-    from eas_gym.ray_vector import import_ray
+    from eas_gym.ray_store import import_ray
 
     try:
         import_ray()
@@ -310,44 +293,12 @@ def _make_agent(spec: AgentSpec, envs: Any, seed: int) -> Agent:
     return cls(envs.single_observation_space, envs.single_action_space, seed=seed, **spec.options)
 
 
-def _restore(
-    agent: Agent, out: Path, batch: int, num_updates: int
-) -> tuple[int, list[dict[str, Any]]]:
-    """(updates done, child records) from the checkpoint; children.jsonl is made to match.
-
-    Without a checkpoint, a finished run's records (study data kept without ``.pt`` files)
-    are read from children.jsonl.
-    """
-    state = load_checkpoint(out / "checkpoint.pt")
-    if state is None:
-        kept = finished_records(out / "children.jsonl", num_updates * batch)
-        if kept is not None:
-            return len(kept) // batch, kept
-        children: list[dict[str, Any]] = []
-        done = 0
-    else:
-        agent.load_state_dict(state["agent"])
-        done = state["update"]
-        if "children" in state:
-            children = list(state["children"])
-        else:  # a run folder from before checkpoints held the records
-            children = [c for c in read_jsonl(out / "children.jsonl") if c["update"] < done]
-            if len(children) != done * batch:
-                raise ValueError(
-                    f"{out / 'children.jsonl'} holds {len(children)} records of the {done * batch} "
-                    "its checkpoint has finished; it cannot be repaired (this folder predates "
-                    "records in checkpoints): restore it or start again"
-                )
-    repair_jsonl(out / "children.jsonl", children)
-    return done, children
-
-
 def _run_protocol(
     args: SearchArgs, spec: AgentSpec, out: Path, env_kwargs: dict[str, Any]
 ) -> list[dict[str, Any]]:
     num_updates = math.ceil(args.nets / args.batch)
     agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed)
-    done, children = _restore(agent, out, args.batch, num_updates)
+    done, children = restore_search(agent, out, args.batch, num_updates)
     if done >= num_updates:  # finished: no environments (nor worker processes) needed
         return children
     envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
@@ -362,7 +313,7 @@ def _run_protocol(
     )
     if children and len(children) < total:
         bar.write(f"resuming {out}: {len(children)} of {total} networks done", file=sys.stderr)
-    progress = _Progress(bar, children)
+    progress = SearchProgress(bar, children)
     in_turn = hasattr(envs, "envs")  # a SyncVectorEnv: count each network as it is scored
     if in_turn:
         for env in envs.envs:
@@ -398,47 +349,6 @@ def _run_protocol(
     return children
 
 
-class _Progress:
-    """The search's bar: one tick per scored network, live best and rate."""
-
-    def __init__(self, bar: tqdm, children: list[dict[str, Any]]) -> None:
-        self.bar, self.start, self.initial = bar, time.perf_counter(), len(children)
-        self.shown, self.words = len(children), ""
-        self.best = max((c["accuracy"] for c in children), default=None)
-
-    def network_done(self, info: dict[str, Any]) -> None:
-        """One network scored (called by a synchronous env at the end of its episode)."""
-        accuracy = info.get("accuracy")
-        if accuracy is not None and (self.best is None or accuracy > self.best):
-            self.best = accuracy
-        self.shown += 1
-        self.words = ""
-        self.bar.update(1)
-        self._postfix()
-
-    def batch_done(self, children: list[dict[str, Any]]) -> None:
-        """An update finished with these records in all (counts what was not counted yet)."""
-        new = [c["accuracy"] for c in children[self.shown :]]
-        self.best = max([*new, *([] if self.best is None else [self.best])], default=None)
-        self.bar.update(len(children) - self.shown)
-        self.shown, self.words = len(children), ""
-        self._postfix()
-
-    def status(self, words: str) -> None:
-        """Say what the search is doing until the next network is counted."""
-        self.words = words
-        self._postfix()
-
-    def _postfix(self) -> None:
-        minutes = (time.perf_counter() - self.start) / 60
-        rate = (self.shown - self.initial) / max(minutes, 1e-9)
-        best = "n/a" if self.best is None else f"{self.best:.4f}"
-        fields = {"best": best, "nets_per_min": f"{rate:.1f}"}
-        if self.words:
-            fields["now"] = self.words
-        self.bar.set_postfix(fields)
-
-
 def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any]]:
     """One episode in every environment; returns the final networks' records."""
     obs, infos = envs.reset(seed=seed)
@@ -457,71 +367,3 @@ def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any
         child_record(update, i, {k: infos[k][i] for k in keys}, returns[i], provenance[i])
         for i in range(num_envs)
     ]
-
-
-def _export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> float | None:
-    """Save the best network to ``best/`` and write ``summary.json``; the start's accuracy."""
-    if not children:
-        return None
-    best = max(children, key=lambda c: c["accuracy"])
-    config = json.loads((out / "config.json").read_text())
-    import gymnasium as gym
-
-    env = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path}).unwrapped
-    arch = parse_net(best["net"], num_classes=env.start_arch.num_classes)
-    store = EvalStore(store_path)
-    found = store.get(best["net"], env.config_key, best.get("lineage") or BY_NET)
-    state = None if found is None else store.load_weights(found)
-    start = store.get(env.start_arch.to_string(), env.eval_config.start_key())
-    store.close()
-    env.close()
-    start_accuracy = start.accuracy if start else read_summary(out).get("start_accuracy")
-    if state is None:
-        warnings.warn(
-            f"{out}: the store {store_path} holds no weights of the best network "
-            f"{best['net']}; best/ gets its architecture only",
-            stacklevel=3,
-        )
-    save_model(
-        out / "best", arch, state, {"accuracy": best["accuracy"], "env_id": config["env_id"]}
-    )
-    summary = {
-        "nets": len(children),
-        "best": {k: best[k] for k in ("net", "accuracy", "params")},
-        "start_network": env.start_arch.to_string(),
-        "start_accuracy": start_accuracy,
-        "train_seconds": sum(c["train_seconds"] for c in children),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return start_accuracy
-
-
-def _plot(
-    children: list[dict[str, Any]], path: Path, title: str, start_accuracy: float | None
-) -> None:
-    if not children:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    acc = np.array([c["accuracy"] for c in children])
-    x = np.arange(1, len(acc) + 1)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.scatter(x, acc, s=8, alpha=0.5, label="sampled network")
-    ax.plot(x, np.maximum.accumulate(acc), color="tab:red", label="best so far")
-    window = min(10, len(acc))
-    moving = np.convolve(acc, np.ones(window) / window, mode="valid")
-    ax.plot(x[window - 1 :], moving, color="tab:green", label=f"moving average ({window})")
-    if start_accuracy is not None:
-        ax.axhline(start_accuracy, color="grey", ls="--", lw=1, label="start network")
-    ax.set_xlabel("networks sampled")
-    ax.set_ylabel("validation accuracy")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -22,11 +22,14 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.registry import AgentSpec
 from agents.run_folder import (
+    RECHECK_UPDATE_OFFSET,
     child_record,
+    episode_seed,
     finished_records,
     load_checkpoint,
     repair_jsonl,
     save_checkpoint,
+    save_recheck,
     write_jsonl,
 )
 from agents.sb3 import make_sb3_model, make_sb3_vec_env
@@ -115,8 +118,6 @@ def recheck_sb3(
     batch: int,
 ) -> list[dict[str, Any]]:
     """Fresh episodes from the finished model's stochastic policy (see ``run_recheck``)."""
-    from agents.runner import RECHECK_UPDATE_OFFSET, episode_seed
-
     episodes = math.ceil(episodes / batch) * batch
     previous = load_checkpoint(out / "recheck.pt")
     if previous is None and (kept := finished_records(out / "recheck.jsonl", episodes)):
@@ -128,9 +129,10 @@ def recheck_sb3(
     venv = make_sb3_vec_env(args.env_id, batch, seed=args.seed, env_kwargs=env_kwargs)
     model = _model(spec, venv, args.seed, saved)
     episode_length = len(venv.get_attr("schedule", indices=0)[0])
-    done_ok = previous is not None and previous.get("episodes") == episodes
-    records = list(previous["records"]) if done_ok else []
-    start = previous["batches"] if done_ok else 0
+    records: list[dict[str, Any]] = []
+    start = 0
+    if previous is not None and previous.get("episodes") == episodes:
+        records, start = list(previous["records"]), previous["batches"]
     masked = spec.name == "maskable-ppo"
     try:
         for j in range(start, math.ceil(episodes / batch)):
@@ -149,10 +151,7 @@ def recheck_sb3(
             records += [
                 child_record(j, i, infos[i], returns[i], provenance[i]) for i in range(batch)
             ]
-            save_checkpoint(
-                {"records": records, "batches": j + 1, "episodes": episodes}, out / "recheck.pt"
-            )
-            write_jsonl(out / "recheck.jsonl", records)
+            save_recheck(out, records, j + 1, episodes)
     finally:
         venv.close()
     return records

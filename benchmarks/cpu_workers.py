@@ -36,7 +36,7 @@ import torch
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import split_masks
 from agents.runner import _run_batch, episode_seed
-from eas_gym.settings import parse_set
+from eas_gym.settings import add_set_option, parse_set
 from eas_gym.vector import make_vector_env
 
 
@@ -93,7 +93,7 @@ def time_layout(env_id, kwargs, store, envs_count, asynchronous, threads, batche
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="EAS-CIFAR10-CPU-v2")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(parser)
     parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR"))
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batches", type=int, default=3, help="batches of --cores children")

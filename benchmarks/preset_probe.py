@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from eas_gym.settings import parse_set
+from eas_gym.settings import add_set_option, parse_set
 
 KIND_POOL, KIND_FC = 2, 3
 GATE = {"gap_points": 1.5, "gap_se": 3.0, "spread_over_noise": 1.5, "child_seconds": 45.0}
@@ -219,7 +219,7 @@ def _load(path: Path) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="EAS-CIFAR10-CPU-v0")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(parser)
     parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR"))
     parser.add_argument("--policies", default=",".join(POLICIES), help=f"of {ALL_POLICIES}")
     parser.add_argument("--nets", type=int, default=8, help="networks per policy (>= 6)")

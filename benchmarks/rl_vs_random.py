@@ -28,7 +28,7 @@ import torch
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.compare import compare
 from agents.registry import split_agent_specs
-from eas_gym.settings import parse_set
+from eas_gym.settings import add_set_option, parse_set
 
 
 def env_kwargs_for(env_id: str, data_dir: str | None, overrides: list[str]) -> dict[str, object]:
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--recheck", type=int, default=0, help="fresh episodes per run")
     parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR", "../shared/data"))
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/data/rl_vs_random"))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("rl_vs_random.png"))
     args = parser.parse_args()

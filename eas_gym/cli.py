@@ -6,11 +6,19 @@ eas-gym train   RUN_OR_NET [--epochs E]
 eas-gym show    RUN
 eas-gym list
 eas-gym demo
+
+This module is the one place where the library imports the application (:mod:`agents`): the
+``eas-gym`` console script has lived at ``eas_gym.cli:main`` since 0.1.0, and its commands run
+searches, comparisons and final training, which are the agents' work, and its search options
+are :class:`agents.runner.SearchArgs`' fields. Those imports sit inside functions, so
+``import eas_gym`` never loads ``agents``, and no module of either package imports this one
+(``tests/test_imports.py`` checks both).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -24,7 +32,7 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """``--set key=value`` pairs, parsed to the env arguments' types, plus the shortcuts."""
     from eas_gym.settings import parse_set
 
-    kwargs = parse_set(args.set or [], env_id=getattr(args, "env", None))
+    kwargs = parse_set(args.set, env_id=getattr(args, "env", None))
     if args.device is not None:
         kwargs["device"] = args.device
     if args.data_dir is not None:
@@ -43,23 +51,16 @@ def _check_env_id(env_id: str) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from agents.runner import SearchArgs, resolve_agent, run_search
+    from agents.runner import SearchArgs, read_summary, resolve_agent, run_search
+    from eas_gym.settings import DICT_FIELD
 
     _check_env_id(args.env)
+    options = {f.name: getattr(args, f.name) for f in _search_fields() if f.type != DICT_FIELD}
     search = SearchArgs(
+        **options,
         env_id=args.env,
-        agent=args.agent,
-        nets=args.nets,
-        batch=args.batch,
-        seed=args.seed,
-        out=args.out,
-        store=args.store,
-        asynchronous=args.asynchronous,
         env_kwargs=_env_kwargs(args),
         progress=not args.no_progress,
-        executor=args.executor,
-        ray_address=args.ray_address,
-        store_service=args.store_service,
     )
     spec = resolve_agent(search)
     spec = type(spec)(spec.name, {**spec.options, **_agent_set(spec.name, args.agent_set)})
@@ -70,8 +71,6 @@ def _search(args: argparse.Namespace) -> int:
             f"eas-gym: --nets {args.nets} rounded up to {rounded} (whole batches of {args.batch})",
             file=sys.stderr,
         )
-    from agents.runner import read_summary
-
     children = run_search(search)
     best = max(children, key=lambda c: c["accuracy"])
     print(f"{len(children)} networks; best {best['accuracy']:.4f}: {best['net']}")
@@ -80,6 +79,35 @@ def _search(args: argparse.Namespace) -> int:
         print(f"start network {start:.4f}; gain {best['accuracy'] - start:+.4f}")
     print(f"run folder: {args.out} (best network: eas_gym.load_model('{args.out}/best'))")
     return 0
+
+
+# ---- the search options, declared once: SearchArgs' fields and their docstrings -------------
+
+# SearchArgs fields the command line fills another way: --env (its own default), --set/--device/
+# --data-dir (env_kwargs, shared with compare), --no-progress (progress).
+_NOT_OPTIONS = ("env_id", "env_kwargs", "progress")
+_FLAGS = {"asynchronous": "--async", "agent_options": "--agent-set"}
+_CHOICES = {"executor": ("local", "ray")}
+_DEFAULT_ENV = "EAS-CIFAR10-CPU-v2"
+"""The command line's env: the CPU preset chosen in benchmarks/RESULTS.md (``SearchArgs`` keeps
+v0, the first preset, for the Python API)."""
+
+
+def _search_fields() -> list[dataclasses.Field]:
+    from agents.runner import SearchArgs
+
+    return [f for f in dataclasses.fields(SearchArgs) if f.name not in _NOT_OPTIONS]
+
+
+def _add_search_options(
+    parser: argparse.ArgumentParser, names: Sequence[str] | None = None
+) -> None:
+    """SearchArgs' fields as options (`names` only, if given), with their defaults and docs."""
+    from agents.runner import SearchArgs
+    from eas_gym.settings import add_dataclass_options
+
+    fields = [f.name for f in _search_fields() if names is None or f.name in names]
+    add_dataclass_options(parser, SearchArgs, fields, flags=_FLAGS, choices=_CHOICES)
 
 
 def _agent_set(name: str, items: list[str] | None) -> dict[str, Any]:
@@ -209,9 +237,9 @@ def _demo(args: argparse.Namespace) -> int:
     probe = torch.rand(32, 3, 32, 32, generator=g)
     state = net.state_dict()
     widths = {
-        i: SMALL_SPACE.next_width(layer)
+        i: width
         for i, layer in enumerate(arch.layers)
-        if not isinstance(layer, Pool) and SMALL_SPACE.next_width(layer) is not None
+        if not isinstance(layer, Pool) and (width := SMALL_SPACE.next_width(layer)) is not None
     }
     steps = [("wider", lambda a, s: widen_layers(a, s, widths, space=SMALL_SPACE, generator=g))]
     steps.append(("deeper", lambda a, s: net2deeper(a, s, 0, 3, batch=probe, space=SMALL_SPACE)))
@@ -224,11 +252,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
+    from eas_gym.settings import add_set_option
+
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--data-dir", default=None, help="dataset folder (else $EAS_DATA_DIR)")
-    parser.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="extra env argument (repeatable)"
-    )
+    add_set_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -248,51 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_list)
 
     search = command("search", "run (or resume) a search into a run folder")
-    search.add_argument("--env", default="EAS-CIFAR10-CPU-v2", help=env_help)
-    search.add_argument(
-        "--agent",
-        default="reinforce",
-        help="reinforce, random, evolution, local-search, ppo, a2c, maskable-ppo or "
-        "module:Class; options as reinforce[lr=0.01]",
-    )
-    search.add_argument(
-        "--agent-set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="agent option, e.g. lr=0.01 (repeatable; see the agent's docstring)",
-    )
-    search.add_argument("--nets", type=int, default=20, help="networks to sample")
-    search.add_argument("--batch", type=int, default=10, help="networks per agent update")
-    search.add_argument("--seed", type=int, default=0)
-    search.add_argument("--out", default="runs/search")
-    search.add_argument("--store", default=None, help="evaluation store (default: in --out)")
-    search.add_argument(
-        "--async",
-        dest="asynchronous",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="one process per environment (default: on multi-core CPUs for real data)",
-    )
-    search.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        default="local",
-        help="ray: one Ray actor per environment (protocol agents; pip install 'eas-gym[ray]')",
-    )
-    search.add_argument(
-        "--ray-address", default=None, help="Ray cluster to join (default: running, else local)"
-    )
-    search.add_argument(
-        "--store-service",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="ray: serve the store from one actor (default: on clusters of several machines)",
-    )
+    search.add_argument("--env", default=_DEFAULT_ENV, help=env_help)
+    _add_search_options(search)
     _common(search)
     search.set_defaults(func=_search)
 
     comp = command("compare", "run or reuse searches and tabulate them")
-    comp.add_argument("--env", default="EAS-CIFAR10-CPU-v2", help=env_help)
+    comp.add_argument("--env", default=_DEFAULT_ENV, help=env_help)
     comp.add_argument(
         "--agents",
         default="reinforce,random",
@@ -306,8 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--seeds", type=int, default=10, help="seeds per agent")
     comp.add_argument("--first-seed", type=int, default=0, help="the first seed")
-    comp.add_argument("--nets", type=int, default=20, help="networks per search")
-    comp.add_argument("--batch", type=int, default=10, help="networks per agent update")
+    _add_search_options(comp, ["nets", "batch"])
     comp.add_argument(
         "--recheck",
         type=int,

@@ -22,19 +22,31 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eas_gym.net import StateDict
-from eas_gym.store import BY_NET, EvalStore, Evaluation
+from eas_gym.store import BY_NET, SERVICE_PREFIX, EvalStore, Evaluation, Store
 
-__all__ = ["PREFIX", "StoreService", "RemoteStore", "start_store_service"]
+__all__ = ["PREFIX", "RemoteStore", "StoreService", "import_ray", "start_store_service"]
 
-PREFIX = "ray-store:"
-"""A ``store`` argument starting with this names a running :class:`StoreService` actor."""
+PREFIX = SERVICE_PREFIX
+"""A ``store`` argument starting with this names a running :class:`StoreService` actor
+(defined in :mod:`eas_gym.store`, whose :func:`~eas_gym.store.open_store` reads it)."""
 
 LEASE_SECONDS = 60.0
 _POLL_SECONDS = 0.05
 _MAX_POLL_SECONDS = 2.0
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(
+            'the Ray executor needs Ray: pip install "eas-gym[ray]" (or pip install "ray>=2.9")'
+        ) from e
+    return ray
 
 
 class StoreService:
@@ -96,7 +108,7 @@ class StoreService:
 
 
 class RemoteStore:
-    """:class:`~eas_gym.store.EvalStore`'s interface, served by a :class:`StoreService` actor.
+    """A :class:`~eas_gym.store.Store`, served by a :class:`StoreService` actor.
 
     Args:
         address: ``"ray-store:<actor name>"``; the actor must run in this Ray job.
@@ -104,8 +116,9 @@ class RemoteStore:
     """
 
     def __init__(self, address: str, *, lease_seconds: float = LEASE_SECONDS) -> None:
-        from eas_gym.ray_vector import import_ray
+        self._connect(address, lease_seconds)
 
+    def _connect(self, address: str, lease_seconds: float) -> None:
         if not address.startswith(PREFIX):
             raise ValueError(f"Expected a store address {PREFIX}<actor name>, got {address!r}")
         self.path, self.lease_seconds = address, lease_seconds
@@ -186,7 +199,11 @@ class RemoteStore:
         return {"path": self.path, "lease_seconds": self.lease_seconds}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], lease_seconds=state["lease_seconds"])
+        self._connect(state["path"], state["lease_seconds"])
+
+
+if TYPE_CHECKING:  # mypy checks that the client has every member of the protocol
+    _REMOTE_IS_A_STORE: type[Store] = RemoteStore
 
 
 def start_store_service(path: str, *, name: str | None = None) -> tuple[Any, str]:
@@ -194,8 +211,6 @@ def start_store_service(path: str, *, name: str | None = None) -> tuple[Any, str
 
     The actor is pinned here because the file is here, and restarted if its process dies.
     """
-    from eas_gym.ray_vector import import_ray
-
     ray = import_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

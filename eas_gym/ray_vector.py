@@ -8,9 +8,10 @@ machines they reach it through a store service (:mod:`eas_gym.ray_store`), one a
 driver's node that owns the file, so no shared filesystem is needed.
 
 A worker that dies is restarted by Ray (``max_restarts``) and the call it was running is retried
-(``max_task_retries``). The restarted actor rebuilds its env from the same arguments and replays
-the episode so far (the seeded reset and every action since) before it answers, so the results
-equal those of an uninterrupted run; the children trained before the crash are store hits.
+(``max_task_retries``). The restarted actor (:mod:`eas_gym.ray_worker`) rebuilds its env from the
+same arguments and replays the episode so far (the seeded reset and every action since) before
+it answers, so the results equal those of an uninterrupted run; the children trained before the
+crash are store hits.
 """
 
 from __future__ import annotations
@@ -27,85 +28,17 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
-from eas_gym.ray_store import PREFIX, start_store_service
+from eas_gym.ray_store import PREFIX, import_ray, start_store_service
+from eas_gym.ray_worker import Entry, EnvWorker
 from eas_gym.store import default_store_path
 
 __all__ = ["RayVectorEnv", "import_ray"]
 
-# One replayable call: ("reset", seed, options) or ("step", action).
-Entry = tuple[Any, ...]
-
-
-def import_ray() -> Any:
-    """The ``ray`` module, or an ImportError that says how to install it."""
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError(
-            'the Ray executor needs Ray: pip install "eas-gym[ray]" (or pip install "ray>=2.9")'
-        ) from e
-    return ray
-
-
-class _EnvWorker:
-    """One environment copy inside a Ray actor (rebuilt from the same arguments on restart)."""
-
-    def __init__(
-        self, env_id: str, kwargs: dict[str, Any], wrappers: Sequence[Callable[[gym.Env], gym.Env]]
-    ) -> None:
-        import ray
-
-        import eas_gym  # noqa: F401  (a worker process must register the ids)
-
-        # Ray sets OMP_NUM_THREADS to the actor's CPUs; torch's pool must follow it too.
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-        torch.set_num_threads(max(1, int(cpus)))
-        self.env = gym.make(env_id, **kwargs)
-        for wrapper in wrappers:
-            self.env = wrapper(self.env)
-        self._episode: int | None = None
-        self._applied = 0
-        with warnings.catch_warnings():  # Ray's own use of a deprecated actor_id property
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
-
-    def apply(self, episode: int, entries: list[Entry]) -> tuple[tuple, dict[str, Any] | None]:
-        """Bring the env to the end of `entries`; returns the last call's result.
-
-        `entries` is the whole history since the episode's seeded reset. A live actor has applied
-        all but the last; a restarted one has applied none and replays them (a recovery).
-        """
-        if episode != self._episode:  # a new seeded reset, or a restarted actor
-            self._episode, self._applied = episode, 0
-        replayed = hits = 0
-        for entry in entries[self._applied :]:
-            result = self._run(entry)
-            self._applied += 1
-            if entry[0] == "step" and self._applied < len(entries):  # a replayed step
-                hit = self.env.unwrapped.step_provenance["cache_hit"]
-                replayed, hits = replayed + 1, hits + bool(hit)
-        recovery = None
-        if self._restarted:
-            self._restarted = False
-            recovery = {"pid": os.getpid(), "replayed": replayed, "hits": hits}
-        return result, recovery
-
-    def get_attr(self, name: str) -> Any:
-        """An attribute of the env (through its wrappers)."""
-        return self.env.get_wrapper_attr(name)
-
-    def close(self) -> None:
-        """Close the env (its store connection)."""
-        self.env.close()
-
-    def _run(self, entry: Entry) -> tuple:
-        if entry[0] == "reset":
-            return self.env.reset(seed=entry[1], options=entry[2])
-        return self.env.step(entry[1])
+# A batch of observations, as gymnasium's `concatenate` returns it (a dict for EASEnv).
+ObsBatch = tuple[Any, ...] | dict[str, Any] | np.ndarray
 
 
 class RayVectorEnv(VectorEnv):
@@ -157,18 +90,38 @@ class RayVectorEnv(VectorEnv):
         wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
         **kwargs: Any,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"Expected `num_envs` >= 1, actually: {num_envs}")
-        for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-            if value is not None and not (value >= 0 and (value <= 1 or float(value).is_integer())):
-                raise ValueError(f"Expected `{label}` >= 0, whole above 1, actually: {value}")
-        if max_restarts < -1:
-            raise ValueError(f"Expected `max_restarts` >= -1, actually: {max_restarts}")
         device = kwargs.get("device", gym.spec(env_id).kwargs.get("device", "auto"))
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"Expected `device` in ('auto', 'cpu', 'cuda'), actually: {device!r}")
+        _check_arguments(num_envs, num_cpus, num_gpus, max_restarts, device)
         kwargs = _absolute_paths(kwargs)
-        # Build one copy here: bad kwargs fail fast with their own error, and it gives the spaces.
+        self._probe_spaces(env_id, kwargs)
+
+        ray = import_ray()
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            ray.init(address=address)
+        resources = ray.cluster_resources()
+        num_cpus, num_gpus = _resources_per_copy(resources, num_envs, num_cpus, num_gpus, device)
+        if num_gpus == 0:
+            kwargs["device"] = "cpu"  # an actor without a GPU must not pick one up by itself
+        kwargs["store"] = self._serve_store(kwargs["store"], store_service, ray)
+        self.store = kwargs["store"]
+        """Where the copies read and write evaluations (a file, or ``ray-store:<actor>``)."""
+        _warn_if_short(resources, num_envs, {"CPU": num_cpus, "GPU": num_gpus})
+
+        self.num_envs = num_envs
+        self.num_cpus, self.num_gpus, self.max_restarts = num_cpus, num_gpus, max_restarts
+        self.failure_log = None if failure_log is None else Path(failure_log)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self._actors = self._start_actors(ray, env_id, kwargs, tuple(wrappers))
+        self.worker_restarts = np.zeros(num_envs, dtype=np.int64)
+        self._episodes = [-1] * num_envs
+        self._histories: list[list[Entry]] = [[] for _ in range(num_envs)]
+        self._observations = _empty_batch(self.single_observation_space, num_envs)
+        self._autoreset = np.zeros(num_envs, dtype=np.bool_)
+
+    def _probe_spaces(self, env_id: str, kwargs: dict[str, Any]) -> None:
+        """Build one copy here: bad kwargs fail fast with their own error; it gives the spaces."""
         probe = gym.make(env_id, **{**kwargs, "device": "cpu"})
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
@@ -176,69 +129,45 @@ class RayVectorEnv(VectorEnv):
         self.render_mode = probe.render_mode
         probe.close()
 
-        ray = import_ray()
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            ray.init(address=address)
-        resources = ray.cluster_resources()
-        if num_gpus is None:
-            gpus = resources.get("GPU", 0.0) if device != "cpu" else 0.0
-            num_gpus = 0.0 if gpus == 0 else _share(gpus, num_envs)
-        if num_cpus is None:
-            num_cpus = _share(resources.get("CPU", 1.0), num_envs)
-        if num_gpus == 0 and device == "cuda":
-            raise ValueError("`device='cuda'` needs `num_gpus` > 0 and a cluster with GPUs")
-        if num_gpus == 0:
-            kwargs["device"] = "cpu"  # an actor without a GPU must not pick one up by itself
+    def _serve_store(self, store: str, store_service: bool | None, ray: Any) -> str:
+        """The store the copies open: `store`, or the address of a service started for it here."""
         nodes = len([n for n in ray.nodes() if n["Alive"]])
-        served = kwargs["store"].startswith(PREFIX)  # a service someone else runs
+        served = store.startswith(PREFIX)  # a service someone else runs
         if store_service is None:
-            store_service = nodes > 1 and kwargs["store"] != ":memory:" and not served
+            store_service = nodes > 1 and store != ":memory:" and not served
         self._store_service = None
         if store_service:
-            if kwargs["store"] == ":memory:" or served:
-                raise ValueError(
-                    f"`store_service=True` needs a store file, actually: {kwargs['store']!r}"
-                )
-            self._store_service, kwargs["store"] = start_store_service(kwargs["store"])
-        elif kwargs["store"] != ":memory:" and not served and nodes > 1:
+            if store == ":memory:" or served:
+                raise ValueError(f"`store_service=True` needs a store file, actually: {store!r}")
+            self._store_service, store = start_store_service(store)
+        elif store != ":memory:" and not served and nodes > 1:
             warnings.warn(
-                f"the store {kwargs['store']} is SQLite (WAL mode), safe for the processes of one "
+                f"the store {store} is SQLite (WAL mode), safe for the processes of one "
                 "host only; with `store_service=False` on several machines it must be on a "
                 "shared filesystem and concurrent writes may fail",
-                stacklevel=2,
+                stacklevel=3,
             )
-        self.store = kwargs["store"]
-        """Where the copies read and write evaluations (a file, or ``ray-store:<actor>``)."""
-        for name, need in (("CPU", num_cpus), ("GPU", num_gpus)):
-            if need * num_envs > resources.get(name, 0.0) + 1e-9:
-                warnings.warn(
-                    f"{num_envs} copies need {need * num_envs:g} {name}s but the cluster has "
-                    f"{resources.get(name, 0.0):g}: some wait until it grows",
-                    stacklevel=2,
-                )
+        return store
 
-        self.num_envs = num_envs
-        self.num_cpus, self.num_gpus, self.max_restarts = num_cpus, num_gpus, max_restarts
-        self.failure_log = None if failure_log is None else Path(failure_log)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        actor = ray.remote(_EnvWorker).options(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            max_restarts=max_restarts,
+    def _start_actors(
+        self,
+        ray: Any,
+        env_id: str,
+        kwargs: dict[str, Any],
+        wrappers: tuple[Callable[[gym.Env], gym.Env], ...],
+    ) -> list[Any]:
+        """One :class:`EnvWorker` actor per copy, restarted by Ray after a crash."""
+        actor = ray.remote(EnvWorker).options(
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            max_restarts=self.max_restarts,
             max_task_retries=-1,  # retry the interrupted call while restarts remain
         )
-        self._actors = [actor.remote(env_id, kwargs, tuple(wrappers)) for _ in range(num_envs)]
-        self.worker_restarts = np.zeros(num_envs, dtype=np.int64)
-        self._episodes = [-1] * num_envs
-        self._histories: list[list[Entry]] = [[] for _ in range(num_envs)]
-        self._observations = create_empty_array(self.single_observation_space, num_envs, np.zeros)
-        self._autoreset = np.zeros(num_envs, dtype=np.bool_)
+        return [actor.remote(env_id, kwargs, wrappers) for _ in range(self.num_envs)]
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[ObsBatch, dict[str, Any]]:
         """Reset every copy; `seed` as in ``SyncVectorEnv`` (an int seeds ``seed + i``).
 
         `options` go to every copy; ``options["reset_mask"]`` (partial resets) is not supported.
@@ -253,7 +182,7 @@ class RayVectorEnv(VectorEnv):
             raise ValueError(f"Expected {self.num_envs} seeds in `seed`, actually: {len(seed)}")
         for i, s in enumerate(seed):
             if s is None and not self._histories[i]:
-                s = int(np.random.SeedSequence().entropy % 2**32)  # fixed so it can be replayed
+                s = int(np.random.SeedSequence().generate_state(1)[0])  # fixed: can be replayed
             if s is None:
                 self._histories[i].append(("reset", None, options))
             else:
@@ -271,7 +200,7 @@ class RayVectorEnv(VectorEnv):
 
     def step(
         self, actions: np.ndarray
-    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    ) -> tuple[ObsBatch, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every copy in parallel (a copy whose episode ended is reset instead)."""
         for i, action in enumerate(iterate(self.action_space, actions)):
             entry = ("reset", None, None) if self._autoreset[i] else ("step", np.asarray(action))
@@ -352,6 +281,59 @@ class RayVectorEnv(VectorEnv):
             record = {"time": time.time(), "env": index, **recovery}
             with open(self.failure_log, "a") as log:
                 log.write(json.dumps(record) + "\n")
+
+
+def _check_arguments(
+    num_envs: int,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    max_restarts: int,
+    device: str,
+) -> None:
+    if num_envs < 1:
+        raise ValueError(f"Expected `num_envs` >= 1, actually: {num_envs}")
+    for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and not (value >= 0 and (value <= 1 or float(value).is_integer())):
+            raise ValueError(f"Expected `{label}` >= 0, whole above 1, actually: {value}")
+    if max_restarts < -1:
+        raise ValueError(f"Expected `max_restarts` >= -1, actually: {max_restarts}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"Expected `device` in ('auto', 'cpu', 'cuda'), actually: {device!r}")
+
+
+def _resources_per_copy(
+    resources: dict[str, float],
+    num_envs: int,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    device: str,
+) -> tuple[float, float]:
+    """(CPUs, GPUs) of each actor: as given, or shared out of the cluster's (see the class)."""
+    if num_gpus is None:
+        gpus = resources.get("GPU", 0.0) if device != "cpu" else 0.0
+        num_gpus = 0.0 if gpus == 0 else _share(gpus, num_envs)
+    if num_cpus is None:
+        num_cpus = _share(resources.get("CPU", 1.0), num_envs)
+    if num_gpus == 0 and device == "cuda":
+        raise ValueError("`device='cuda'` needs `num_gpus` > 0 and a cluster with GPUs")
+    return num_cpus, num_gpus
+
+
+def _warn_if_short(resources: dict[str, float], num_envs: int, need: dict[str, float]) -> None:
+    for name, each in need.items():
+        if each * num_envs > resources.get(name, 0.0) + 1e-9:
+            warnings.warn(
+                f"{num_envs} copies need {each * num_envs:g} {name}s but the cluster has "
+                f"{resources.get(name, 0.0):g}: some wait until it grows",
+                stacklevel=3,
+            )
+
+
+def _empty_batch(space: gym.Space, num_envs: int) -> ObsBatch:
+    batch = create_empty_array(space, num_envs, np.zeros)
+    if batch is None:  # only for spaces gymnasium cannot batch (e.g. Graph): not this env's
+        raise TypeError(f"cannot batch observations of {space}")
+    return batch
 
 
 def _share(total: float, num_envs: int) -> float:

@@ -8,21 +8,38 @@ Anything else is a ``ValueError`` that names the key and lists what is allowed.
 
 from __future__ import annotations
 
+import argparse
+import ast
+import dataclasses
 import inspect
-from collections.abc import Iterable
+import re
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_env_arguments", "env_arguments", "parse_set", "parse_value"]
+__all__ = [
+    "DICT_FIELD",
+    "add_dataclass_options",
+    "add_set_option",
+    "check_env_arguments",
+    "env_arguments",
+    "field_docs",
+    "parse_set",
+    "parse_value",
+]
 
 _TRUE, _FALSE, _NONE = ("true", "yes", "1", "on"), ("false", "no", "0", "off"), ("none", "null")
 _NOT_SETTABLE = ("render_mode",)
+# The env is found by its registered entry point, not imported: it checks its own arguments
+# with check_env_arguments, so it imports this module.
+_ENV_ENTRY_POINT = "eas_gym.env:EASEnv"
 
 
 def env_arguments() -> dict[str, str]:
     """The env's keyword arguments and their annotations, e.g. ``{"epochs": "float", ...}``."""
-    from eas_gym.env import EASEnv
+    from gymnasium.envs.registration import load_env_creator
 
-    params = inspect.signature(EASEnv.__init__).parameters
+    params = inspect.signature(load_env_creator(_ENV_ENTRY_POINT)).parameters
     return {
         name: str(p.annotation)
         for name, p in params.items()
@@ -83,6 +100,80 @@ def parse_set(items: Iterable[str], *, env_id: str | None = None) -> dict[str, A
             )
         values[key] = parse_value(key, text, arguments[key])
     return values
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """Give `parser` the repeatable ``--set KEY=VALUE`` option; read it with :func:`parse_set`.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_set_option(parser)
+    >>> parse_set(parser.parse_args(["--set", "epochs=8"]).set)
+    {'epochs': 8.0}
+    """
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an env argument, e.g. epochs=8 (repeatable; typed as EASEnv's arguments)",
+    )
+
+
+DICT_FIELD = "dict[str, Any]"
+"""A dataclass field of this type becomes a repeatable ``KEY=VALUE`` option."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstrings of a dataclass's fields (the string literal under each), one line each."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def add_dataclass_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    names: Sequence[str],
+    *,
+    flags: Mapping[str, str] | None = None,
+    choices: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Give `parser` an option per field `names` of dataclass `cls`: its default, its docstring.
+
+    ``--field-name`` unless `flags` names another flag; ``bool | None`` fields are
+    ``--x/--no-x``, ``int`` fields are parsed as ints, :data:`DICT_FIELD` fields are repeatable
+    ``KEY=VALUE`` strings (the caller parses them). Help is the field's docstring without markup.
+    """
+    docs, flags, choices = field_docs(cls), flags or {}, choices or {}
+    for f in dataclasses.fields(cls):
+        if f.name not in names:
+            continue
+        flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
+        help = re.sub(r":\w+:|`", "", docs.get(f.name, "")).replace("%", "%%")
+        kinds = {part.strip() for part in str(f.type).split("|")} - {"None"}
+        kwargs: dict[str, Any] = {"default": f.default, "help": help}
+        if f.type == DICT_FIELD:
+            kwargs.update(action="append", metavar="KEY=VALUE", default=None)
+            kwargs["help"] += " (repeatable)"
+        else:
+            kwargs["dest"] = f.name
+        if kinds == {"bool"}:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kinds == {"int"}:
+            kwargs["type"] = int
+        if f.name in choices:
+            kwargs["choices"] = choices[f.name]
+        parser.add_argument(flag, **kwargs)
 
 
 _AT_LEAST_ONE = ("train_size", "val_size", "image_size", "batch_size", "probe_size")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -22,19 +23,22 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from eas_gym.net import StateDict
+from eas_gym.store_types import BY_NET, Evaluation, Store
 
 __all__ = [
     "BY_NET",
     "SCHEMA_VERSION",
+    "SERVICE_PREFIX",
     "Evaluation",
     "EvalStore",
+    "Store",
     "StoreError",
     "config_key",
     "default_store_path",
@@ -49,8 +53,12 @@ their rows keep ``lineage = ''``, the paper's net-string cache (see :data:`BY_NE
 CHILD_LOCK_FILES = 64
 """Lock files shared by the per-child locks (see :meth:`EvalStore.lock`)."""
 
-BY_NET = ""
-"""The lineage of rows cached by net string alone (the paper's cache, ``cache_by="net"``)."""
+SERVICE_PREFIX = "ray-store:"
+"""A store address starting with this names a store service actor (:mod:`eas_gym.ray_store`)."""
+
+# The service's client, found by name as gymnasium finds an env by its entry point: it builds on
+# this module (the service owns an EvalStore), so this module must not import it.
+_SERVICE_CLIENT = "eas_gym.ray_store:RemoteStore"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -98,47 +106,6 @@ def config_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """One evaluated child.
-
-    Args:
-        net: Net string (``Arch.to_string()``).
-        config_key: See :func:`config_key`.
-        accuracy: Validation accuracy in [0, 1].
-        loss: Validation loss.
-        params: Trainable parameters.
-        flops: Multiply-adds per image.
-        seconds: Wall time of its fine-tune and evaluation.
-        parent: The parent's net string.
-        transforms: The transforms that made it from the parent, as JSON-able records.
-        config: The full configuration (for people; the key is what matches).
-        seed: The seed of its training.
-        diverged: Training stopped on a non-finite loss.
-        oom: Training ran out of device memory (not served as a cache hit).
-        weights: Path of its saved weights, relative to the store's folder, if kept.
-        lineage: What made this evaluation: a hash of the start network, the transforms with
-            their noise seed and the training seeds (see ``EASEnv``); :data:`BY_NET` for rows
-            cached by net string alone.
-    """
-
-    net: str
-    config_key: str
-    accuracy: float
-    loss: float | None = None
-    params: int | None = None
-    flops: int | None = None
-    seconds: float | None = None
-    parent: str | None = None
-    transforms: list[dict[str, Any]] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    seed: int | None = None
-    diverged: bool = False
-    oom: bool = False
-    weights: str | None = None
-    lineage: str = BY_NET
-
-
 class EvalStore:
     """SQLite-backed evaluation cache and run record.
 
@@ -154,6 +121,9 @@ class EvalStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._open(path)
+
+    def _open(self, path: str | os.PathLike[str]) -> None:
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise TypeError(f"Expected `store` to be a path or ':memory:', actually: {path!r}")
         self.path = str(path)
@@ -260,10 +230,9 @@ class EvalStore:
 
     def all(self, key: str | None = None) -> list[Evaluation]:
         """Every stored evaluation (under `key` if given), oldest first."""
-        query, args = "SELECT * FROM evaluations", ()
-        if key is not None:
-            query, args = query + " WHERE config_key = ?", (key,)
-        return [_from_row(r) for r in self._conn.execute(query + " ORDER BY id", args)]
+        where, args = ("", ()) if key is None else (" WHERE config_key = ?", (key,))
+        query = f"SELECT * FROM evaluations{where} ORDER BY id"
+        return [_from_row(r) for r in self._conn.execute(query, args)]
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
@@ -353,7 +322,7 @@ class EvalStore:
         return {"path": self.path}
 
     def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(state["path"])
+        self._open(state["path"])
 
 
 def _checksum_of(name: str) -> str | None:
@@ -378,15 +347,14 @@ def _is_empty_file(path: str) -> bool:
     return file.is_file() and file.stat().st_size == 0
 
 
-def open_store(path: str | os.PathLike[str]) -> Any:
+def open_store(path: str | os.PathLike[str]) -> Store:
     """The store at `path`: a file or ``":memory:"``, or a Ray store service.
 
-    ``"ray-store:<name>"`` gives a :class:`~eas_gym.ray_store.RemoteStore` served by that Ray
-    actor (multi-node searches); anything else an :class:`EvalStore`.
+    ``"ray-store:<name>"`` (:data:`SERVICE_PREFIX`) gives a :class:`~eas_gym.ray_store.RemoteStore`
+    served by that Ray actor (multi-node searches); anything else an :class:`EvalStore`.
     """
     path = str(path)
-    if path.startswith("ray-store:"):
-        from eas_gym.ray_store import RemoteStore
-
-        return RemoteStore(path)
+    if path.startswith(SERVICE_PREFIX):
+        module, _, name = _SERVICE_CLIENT.partition(":")
+        return getattr(importlib.import_module(module), name)(path)
     return EvalStore(path)

@@ -254,3 +254,19 @@ def test_a_wheel_installs_and_runs(tmp_path):
         cwd=tmp_path,
     )
     assert where.returncode == 0 and "site-packages" in where.stdout, where.stderr
+
+
+def test_search_options_are_search_args_fields(capsys, monkeypatch):
+    import dataclasses
+
+    from agents.runner import SearchArgs
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert "--seed SEED Seeds the agent and every episode. (default: 0)" in " ".join(out.split())
+    flags = {"env_id": "--env", "asynchronous": "--async", "agent_options": "--agent-set"}
+    flags |= {"env_kwargs": "--set", "progress": "--no-progress"}
+    for f in dataclasses.fields(SearchArgs):
+        assert flags.get(f.name, "--" + f.name.replace("_", "-")) in out, f.name

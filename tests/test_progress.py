@@ -4,7 +4,8 @@ import io
 
 from tqdm.auto import tqdm
 
-from agents.runner import SearchArgs, _Progress, run_search
+from agents.progress import SearchProgress as _Progress
+from agents.runner import SearchArgs, run_search
 
 
 def _bar(stream: io.StringIO, total: int) -> tqdm:

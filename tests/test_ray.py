@@ -15,7 +15,7 @@ from agents.runner import read_children
 from eas_gym.cli import main
 from eas_gym.ray_store import RemoteStore, StoreService, start_store_service
 from eas_gym.ray_vector import import_ray
-from eas_gym.store import EvalStore, Evaluation, open_store
+from eas_gym.store import EvalStore, Evaluation, Store, open_store
 from eas_gym.vector import make_vector_env
 
 SEARCH = ["search", "--env", "EAS-Surrogate-v0", "--nets", "4", "--batch", "2", "--seed", "3"]
@@ -177,7 +177,7 @@ def test_remote_store_serves_the_file_from_any_process(ray_instance, tmp_path):
     path = str(tmp_path / "s.sqlite")
     actor, address = start_store_service(path)
     store = open_store(address)
-    assert isinstance(store, RemoteStore)
+    assert isinstance(store, RemoteStore) and isinstance(store, Store)
     state = {"w": torch.arange(6.0).reshape(2, 3)}
     weights = store.save_weights("C4-3 GAP", "k", state)
     store.put(Evaluation("C4-3 GAP", "k", 0.5, weights=weights))

@@ -1,0 +1,110 @@
+"""The import graph of ``eas_gym`` and ``agents`` has no circles.
+
+The graph is read from the source with ``ast``: every ``import`` and ``from ... import``,
+at module level or inside a function (a lazy import still ties the two modules together),
+with ``from package import submodule`` resolved to the submodule. A module found by name at
+run time (gymnasium's ``entry_point="eas_gym.env:EASEnv"``, which ``eas_gym.settings`` reads, and
+``eas_gym.store.open_store``'s store-service client) is not an import: that is how a lower module
+reaches a higher one without depending on it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("eas_gym", "agents")
+
+ALLOWED_EDGES = {
+    # eas_gym.cli is the `eas-gym` console script: the one library module that runs the
+    # application (search, compare, show and train live in agents/); see its docstring. Nothing
+    # imports eas_gym.cli, so these edges cannot close a circle.
+    ("eas_gym.cli", "agents.compare"),
+    ("eas_gym.cli", "agents.final"),
+    ("eas_gym.cli", "agents.registry"),
+    ("eas_gym.cli", "agents.runner"),
+    ("eas_gym.cli", "agents.show"),
+}
+"""Edges left out of the graph, each with its reason."""
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {
+        _module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+    }
+
+
+def _imported(node: ast.Import | ast.ImportFrom, module: str, path: Path, known: set[str]):
+    """The modules an import statement loads, as named in `known` (deepest known prefix).
+
+    ``from package import a, b`` loads the submodules ``package.a`` and ``package.b`` where they
+    exist, and ``package`` itself only for names that are not submodules. A parent package is
+    never an edge by itself: Python runs ``eas_gym/__init__.py`` before any ``eas_gym.x``.
+    """
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        if node.level:  # relative: from the module's package, up `level - 1` more
+            package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+            base = ".".join(package[: len(package) - (node.level - 1)])
+            target = f"{base}.{node.module}" if node.module else base
+        else:
+            target = node.module or ""
+        subs = [f"{target}.{alias.name}" for alias in node.names]
+        names = [s for s in subs if s in known]
+        if len(names) < len(subs):
+            names.append(target)
+    found = []
+    for name in names:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name:
+            found.append(name)
+    return found
+
+
+def import_graph() -> nx.DiGraph:
+    """Module -> module it imports, within :data:`PACKAGES`, less :data:`ALLOWED_EDGES`."""
+    modules = _modules()
+    graph = nx.DiGraph()
+    graph.add_nodes_from(modules)
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):  # walks function bodies too: lazy imports count
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            for target in _imported(node, module, path, set(modules)):
+                if target != module and (module, target) not in ALLOWED_EDGES:
+                    graph.add_edge(module, target)
+    return graph
+
+
+def test_the_graph_sees_lazy_and_submodule_imports():
+    graph = import_graph()
+    assert graph.has_edge("agents.summary", "eas_gym.family")  # module level
+    assert graph.has_edge("agents.runner", "agents.sb3_runner")  # inside a function
+    assert graph.has_edge("eas_gym.store", "eas_gym.net")  # `from eas_gym.net import StateDict`
+
+
+def test_no_import_circles():
+    cycles = sorted(nx.simple_cycles(import_graph()))
+    listing = "\n".join("  " + " -> ".join([*c, c[0]]) for c in cycles)
+    assert cycles == [], f"{len(cycles)} import circles:\n{listing}"
+
+
+def test_the_library_imports_agents_only_from_the_cli():
+    graph = import_graph()
+    leaks = sorted(
+        (a, b) for a, b in graph.edges if a.startswith("eas_gym") and b.startswith("agents")
+    )
+    assert leaks == [], f"library modules importing the application: {leaks}"
+    assert {a for a, _ in ALLOWED_EDGES} == {"eas_gym.cli"}
+    assert not any(b == "eas_gym.cli" for _, b in graph.edges)
