@@ -29,6 +29,7 @@ from eas_gym.net2net import (  # the noise levels are re-exported from here, the
     check_noise,
     relative_noise,
     replication_map,
+    state_tensor,
 )
 
 __all__ = [
@@ -58,11 +59,7 @@ def _check_layer(arch: Arch, layer: int) -> Conv | FC:
     return target
 
 
-def _get(state: StateDict, key: str) -> Tensor:
-    try:
-        return state[key]
-    except KeyError as e:
-        raise ValueError(f"`state` has no {key!r}; does it belong to this architecture?") from e
+_get = state_tensor
 
 
 def _weight_key(arch: Arch, layer: int | None) -> str:

@@ -332,6 +332,14 @@ DEEPER_NOISE = 0.001
 """The paper's noise for an inserted identity layer: 0.1% of its weights' std."""
 
 
+def state_tensor(state: Mapping[str, Tensor], key: str) -> Tensor:
+    """``state[key]``, or a ValueError saying the state does not fit the architecture."""
+    try:
+        return state[key]
+    except KeyError as e:
+        raise ValueError(f"`state` has no {key!r}; does it belong to this architecture?") from e
+
+
 def replication_map(
     old: int, new: int, generator: torch.Generator | None, device: torch.device
 ) -> Tensor:

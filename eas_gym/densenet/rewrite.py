@@ -20,7 +20,7 @@ from torch import Tensor
 
 from eas_gym.densenet.arch import DenseArch
 from eas_gym.densenet.net import transition_key, unit_key
-from eas_gym.net2net import StateDict, relative_noise, replication_map
+from eas_gym.net2net import StateDict, relative_noise, replication_map, state_tensor
 
 __all__ = [
     "ModuleTensors",
@@ -92,12 +92,7 @@ def remap_bn(module: ModuleTensors, prefix: str, g: Tensor) -> ModuleTensors:
     return out
 
 
-def get_tensor(module: ModuleTensors, name: str) -> Tensor:
-    """The tensor `name` of `module`; ValueError if it is absent."""
-    try:
-        return module[name]
-    except KeyError as e:
-        raise ValueError(f"`state` lacks {name!r} in a module it should have") from e
+get_tensor = state_tensor  # a module's tensor by name; ValueError if absent
 
 
 def widen_rows(
