@@ -1,12 +1,12 @@
 """EASEnv: Efficient Architecture Search (Cai et al., AAAI 2018) as a Gymnasium environment.
 
 Over 400 lines because of its documentation: the class docstring is the env's card in
-Gymnasium's style (spaces, rewards, info, arguments, versions); the code is about 370 lines.
+Gymnasium's style (spaces, rewards, info, attributes, arguments, versions); the code is about
+345 lines.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,13 +14,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import logger, spaces
+from gymnasium import spaces
 
 from eas_gym.data import DATASETS, resolve_device
+from eas_gym.eval_config import EvalConfig, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
 from eas_gym.net2net import WIDER, StateDict, parse_schedule
 from eas_gym.reward import COSTS, REWARDS, reward
-from eas_gym.scorer import CACHE_BY, ChildScorer, EvalConfig, lineage_step
+from eas_gym.scorer import CACHE_BY, ChildScorer
 from eas_gym.settings import check_env_arguments
 from eas_gym.store import BY_NET, default_store_path
 from eas_gym.train import TrainConfig
@@ -30,7 +31,6 @@ __all__ = ["EASEnv", "NUM_CLASSES"]
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
 _REWARD_MODES = ("dense", "sparse")
 _EVALUATORS = ("train", "surrogate")
-_PRESERVATION_TOL = 1e-4  # fp32 drift allowed by the run-time check when noise is off
 ObsType = dict[str, Any]
 
 
@@ -144,6 +144,20 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     dense episode that goes on from a hit without stored weights trains it again. With
     ``cache_by="net"`` (the paper's cache) a network reached again by any path reuses its first
     evaluation: cheaper, but results then depend on the store's history.
+
+    ## Attributes
+
+    Public and stable, for agents and wrappers (read them through ``env.unwrapped``, or
+    ``get_attr`` on a vector env):
+
+    * ``schedule``: the step kinds of an episode (``WIDER``/``DEEPER`` codes of
+      :mod:`eas_gym.net2net`); its length is the episode length.
+    * ``family``, ``search_space``: the architecture family (parse, build, encode) and its space.
+    * ``start_arch``: the start network's architecture.
+    * ``eval_config``, ``config_key``: what decides a child's accuracy, and its store key.
+    * ``scorer``: the :class:`~eas_gym.scorer.ChildScorer` (its ``store``, ``probe`` batch).
+    * ``step_provenance``, ``last_episode_provenance``: store hit or training, and seconds.
+    * ``on_episode_end``: a callback given the final ``info`` (progress displays).
 
     ## Arguments
 
@@ -324,8 +338,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         )
         self._pending += transforms
         error, net = 0.0, None
-        if arch != parent:
-            error, net = self._verify(arch, state)
+        if arch != parent:  # the scorer builds the child once: checked here, trained below
+            checked = self.scorer.verify(arch, state, ep.logits, exact=not self.noise)
+            error, net, ep.logits = checked.error, checked.net, checked.logits
         ep.t += 1
         terminated = ep.t == len(self.schedule)
         seed = int(self.np_random.integers(2**31))
@@ -379,7 +394,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             origin = lineage_step(arch.to_string(), evaluation)
         self._lineage = lineage_step(origin, generator_seed)
         self._evaluation = evaluation
-        logits = self._probe_logits(arch, state)
+        logits = self.scorer.logits(self.family.build(arch, state))
         self._episode = _Episode(arch, state, logits, generator, scored_parent=arch)
         self._pending = []
         self.step_provenance = {"cache_hit": False, "train_seconds": 0.0}
@@ -434,28 +449,6 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         state = {k: v.to(self.device) for k, v in weights.items()}
         return arch, state, found.accuracy, found.lineage
 
-    def _probe_logits(self, arch: AnyArch, state: StateDict) -> torch.Tensor:
-        return self._logits_of(self.family.build(arch, state))
-
-    def _logits_of(self, net: torch.nn.Module) -> torch.Tensor:
-        with torch.no_grad():
-            return net.eval()(self.scorer.probe)
-
-    def _verify(self, arch: AnyArch, state: StateDict) -> tuple[float, torch.nn.Module]:
-        """Max logit change on the probe batch, and the child's module (built once a step).
-
-        Warns when exactness was expected (noise off) and the logits moved.
-        """
-        net = self.family.build(arch, state)
-        ep = self._live()
-        logits = self._logits_of(net)
-        error = float((logits - ep.logits).abs().max())
-        ep.logits = logits
-        scale = max(1.0, float(logits.abs().max()))
-        if not math.isfinite(error) or (not self.noise and error > _PRESERVATION_TOL * scale):
-            logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
-        return error, net
-
     def _score(
         self,
         arch: AnyArch,
@@ -482,11 +475,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         )
         ep.scored_parent, self._pending = arch, []
         if score.trained:  # the weights moved: the next check compares against them
-            ep.logits = (
-                self._logits_of(score.net)
-                if score.net is not None
-                else self._probe_logits(arch, score.state)
-            )
+            moved = score.net if score.net is not None else self.family.build(arch, score.state)
+            ep.logits = self.scorer.logits(moved)
         self._accuracy, self._evaluation = score.accuracy, score.lineage
         self.step_provenance = {"cache_hit": score.cache_hit, "train_seconds": score.train_seconds}
         return score.state, {"diverged": score.diverged, "oom": score.oom}

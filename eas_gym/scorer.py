@@ -1,9 +1,10 @@
 """Scoring children: fine-tune and evaluate (or ask the surrogate), backed by the store.
 
-:class:`EvalConfig` is everything besides the net string that decides a child's accuracy; its
-:meth:`~EvalConfig.key` is the store's configuration key. :class:`ChildScorer` is the part of a
-step that costs: it trains the start network once per configuration, trains each new child, and
-serves children already in the evaluation store.
+:class:`~eas_gym.eval_config.EvalConfig` is everything besides the net string that decides a
+child's accuracy; its :meth:`~eas_gym.eval_config.EvalConfig.key` is the store's configuration
+key. :class:`ChildScorer` is the part of a step that costs: it trains the start network once per
+configuration, checks each transform on the probe batch (building the child once), trains each
+new child, and serves children already in the evaluation store.
 
 Two ways to cache (the env's ``cache_by``):
 
@@ -14,15 +15,14 @@ Two ways to cache (the env's ``cache_by``):
 * ``"net"``: the paper's cache, by net string alone. A network reached again by another path or
   seed reuses the first evaluation, so results depend on the store's history.
 
-Over 400 lines with its docstrings (about 330 of code): the key, the start network and each
-child's scoring are one concept, what a child's accuracy is and where it comes from.
+The configuration and its keys live in :mod:`eas_gym.eval_config`; this module builds, checks
+and scores children under one configuration.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,96 +30,29 @@ import torch
 from gymnasium import logger
 
 from eas_gym.data import DataBundle, iterate_batches, load_dataset
+from eas_gym.eval_config import EvalConfig
 from eas_gym.family import AnyArch, Family
 from eas_gym.net import StateDict
-from eas_gym.store import BY_NET, Evaluation, config_key, open_store
+from eas_gym.store import BY_NET, Evaluation, open_store
 from eas_gym.train import TrainConfig, evaluate, fine_tune
 
-__all__ = ["CACHE_BY", "ChildScorer", "EvalConfig", "Score", "lineage_step"]
+__all__ = ["CACHE_BY", "PRESERVATION_TOL", "ChildScorer", "EvalConfig", "Score", "Verified"]
+# EvalConfig (eas_gym.eval_config) is re-exported: the scorer is what the config configures.
 
 CACHE_BY = ("lineage", "net")
 """The env's ``cache_by`` choices (see the module docstring)."""
 
-KEY_VERSION = 2
-"""Child keys of eas_gym 0.1.0 were version 1: no ``probe_size``, no version (see
-:meth:`EvalConfig.legacy_key`)."""
-
-_LEGACY_PROBE_SIZE = 64  # 0.1.0's default probe size: its rows are read as this probe size
+PRESERVATION_TOL = 1e-4
+"""fp32 drift the run-time check allows, relative to the logits' scale, when noise is off."""
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """What decides a child's accuracy besides its net string (and, by lineage, its history).
+class Verified:
+    """A transformed child checked on the probe batch: its module, logits and logit change."""
 
-    Args:
-        dataset: The dataset's name.
-        train_size: Training images (None: all but the validation split).
-        val_size: Validation images (None: the paper's 5,000).
-        image_size: Downsampled image side, or None.
-        evaluator: ``"train"`` or ``"surrogate"``.
-        start_net: The start network's net string.
-        start_train: The start network's training from scratch.
-        train: Each child's fine-tune.
-        num_classes: Classes of the dataset.
-        reward_mode: ``"dense"`` fine-tunes after every transform, ``"sparse"`` once at the end.
-        noise: The paper's symmetry-breaking noise on new units.
-        device_type: ``"cpu"`` or ``"cuda"`` (fp32 on CPU, bf16 autocast on CUDA).
-        probe_size: Training images in the probe batch, which sets the BN statistics of every
-            plain deeper step.
-    """
-
-    dataset: str
-    train_size: int | None
-    val_size: int | None
-    image_size: int | None
-    evaluator: str
-    start_net: str
-    start_train: TrainConfig
-    train: TrainConfig
-    num_classes: int
-    reward_mode: str
-    noise: bool
-    device_type: str
-    probe_size: int
-
-    def record(self) -> dict[str, Any]:
-        """The configuration as JSON-able data (stored with every row, for people)."""
-        values = dataclasses.asdict(self)
-        values["start_train"], values["train"] = self.start_train.to_dict(), self.train.to_dict()
-        return values
-
-    def start_record(self) -> dict[str, Any]:
-        """What decides the start network: child-only settings must not retrain it."""
-        child_only = ("train", "reward_mode", "noise", "probe_size")
-        return {k: v for k, v in self.record().items() if k not in child_only} | {"role": "start"}
-
-    def start_key(self) -> str:
-        """The start network's configuration key (unchanged since 0.1.0)."""
-        return config_key(self.start_record())
-
-    def key(self) -> str:
-        """The children's configuration key."""
-        return config_key({**self.record(), "key_version": KEY_VERSION})
-
-    def legacy_key(self) -> str | None:
-        """The key 0.1.0 gave these children, if its rows can stand for them.
-
-        0.1.0 left ``probe_size`` out of the key; its rows are read as rows of probe size 64,
-        its default (the documented compatibility rule), and only by the net-string cache.
-        """
-        if self.probe_size != _LEGACY_PROBE_SIZE:
-            return None
-        return config_key({k: v for k, v in self.record().items() if k != "probe_size"})
-
-
-def lineage_step(lineage: str, *parts: Any) -> str:
-    """The lineage after `parts` (transforms, seeds) happened to a network of `lineage`.
-
-    >>> lineage_step("start", {"op": "wider"}, 7) == lineage_step("start", {"op": "wider"}, 7)
-    True
-    """
-    text = json.dumps([lineage, *parts], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    net: torch.nn.Module  # the child's module, holding its weights (trained in place if scored)
+    logits: torch.Tensor  # its logits on the probe batch (what the next check compares to)
+    error: float  # max absolute logit change from the parent's
 
 
 @dataclass(frozen=True)
@@ -133,7 +66,7 @@ class Score:
     diverged: bool = False
     oom: bool = False
     trained: bool = False
-    net: torch.nn.Module | None = None  # the trained module, when training made `state`
+    net: torch.nn.Module | None = None  # the module holding `state`, when scoring changed it
     lineage: str | None = None  # the store row's lineage (None: not recorded)
 
 
@@ -211,6 +144,28 @@ class ChildScorer:
             iterate_batches(self.data.train, size, mean=self.data.mean, std=self.data.std)
         )
 
+    def logits(self, net: torch.nn.Module) -> torch.Tensor:
+        """`net`'s logits on the probe batch, in eval mode (left in eval mode)."""
+        with torch.no_grad():
+            return net.eval()(self.probe)
+
+    def verify(
+        self, arch: AnyArch, state: StateDict, parent_logits: torch.Tensor, *, exact: bool
+    ) -> Verified:
+        """Build the child once and measure how far its logits moved from its parent's.
+
+        Warns when the change is not finite, or when `exact` (noise off) and it exceeds
+        :data:`PRESERVATION_TOL` times the logits' scale: the transform was not
+        function-preserving. The returned module is the one :meth:`score` trains.
+        """
+        net = self.family.build(arch, state)
+        logits = self.logits(net)
+        error = float((logits - parent_logits).abs().max())
+        scale = max(1.0, float(logits.abs().max()))
+        if not math.isfinite(error) or (exact and error > PRESERVATION_TOL * scale):
+            logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
+        return Verified(net, logits, error)
+
     def start(self) -> tuple[StateDict, float]:
         """The start network's trained weights and accuracy, from the store or trained now.
 
@@ -287,6 +242,9 @@ class ChildScorer:
         weights = self.store.load_weights(found)
         if weights is not None:
             state = {k: v.to(self.device) for k, v in weights.items()}
+            if net is not None:  # the step's module takes the stored weights: no second build
+                net.load_state_dict(state)
+                state = net.state_dict()
         elif needs_weights and self.cache_by == "lineage":  # the same result as the row's
             score = self._evaluate(arch, state, lineage=row_lineage, record=False, **kwargs)
             return dataclasses.replace(score, lineage=found.lineage)
@@ -296,6 +254,7 @@ class ChildScorer:
             cache_hit=True,
             diverged=found.diverged,
             trained=weights is not None,
+            net=net if weights is not None else None,
             lineage=found.lineage,
         )
 

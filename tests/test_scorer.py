@@ -1,10 +1,14 @@
 """ChildScorer: cache hits skip training, child-only settings spare the start net, config keys."""
 
+import warnings
+
 import gymnasium as gym
 import pytest
+import torch
 from conftest import rollout
 
 import eas_gym.scorer as scorer_module
+from eas_gym.family import PlainFamily
 from eas_gym.store import EvalStore
 
 
@@ -56,3 +60,43 @@ def test_probe_size_is_part_of_the_key():
     b = gym.make("EAS-Surrogate-v0", store=":memory:", probe_size=16).unwrapped
     assert a.config_key != b.config_key
     assert a.eval_config.start_key() == b.eval_config.start_key()  # the start net is shared
+
+
+@pytest.mark.parametrize("reward_mode", ["dense", "sparse"])
+def test_each_step_builds_its_child_once(tmp_path, monkeypatch, reward_mode):
+    """Checked, trained and (the second time) served with stored weights: one module a step."""
+    builds = []
+    real = PlainFamily.build
+    monkeypatch.setattr(
+        PlainFamily, "build", lambda self, *a, **k: builds.append(1) or real(self, *a, **k)
+    )
+    kwargs = {"store": str(tmp_path / "s.sqlite"), "schedule": "WWDD", "noise": False}
+    for run in range(2):  # the second run is served from the store (weights kept)
+        env = gym.make(
+            "EAS-Synthetic-v0", reward_mode=reward_mode, keep_weights=True, **kwargs
+        ).unwrapped
+        env.action_space.seed(0)
+        obs, info = env.reset(seed=0)
+        for _ in range(len(env.schedule)):
+            builds.clear()
+            obs, _, _, _, info = env.step(env.action_space.sample(info["action_mask"]))
+            assert len(builds) <= 1, f"run {run}: {len(builds)} builds in one step"
+        hits = env.last_episode_provenance["cache_hits"]
+        assert hits == 0 if run == 0 else hits > 0
+        env.close()
+
+
+def test_verify_warns_only_when_exactness_was_expected():
+    env = gym.make("EAS-Synthetic-v0", store=":memory:", schedule="W").unwrapped
+    env.reset(seed=0)
+    scorer, arch = env.scorer, env.start_arch
+    state = env.family.build(arch, generator=torch.Generator().manual_seed(0)).state_dict()
+    parent_logits = scorer.logits(env.family.build(arch, state))
+    same = scorer.verify(arch, state, parent_logits, exact=True)
+    assert same.error == 0.0 and torch.equal(same.logits, parent_logits)
+    with pytest.warns(UserWarning, match="changed the logits"):
+        moved = scorer.verify(arch, state, parent_logits + 1.0, exact=True)
+    assert moved.error == pytest.approx(1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # noise on: a change is expected, no warning
+        scorer.verify(arch, state, parent_logits + 1.0, exact=False)
