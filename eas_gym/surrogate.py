@@ -1,7 +1,8 @@
 """A cheap, known stand-in for child training: accuracy as a smooth function of the architecture.
 
 Used by the ``EAS-Surrogate-v0`` id: tests, CI and agent learning tests get an environment whose
-reward needs no training and whose optimum is known (wide and deep, in every block).
+reward needs no training and whose optimum is known (wide and deep, in every block). The
+DenseNet counterpart is :mod:`eas_gym.densenet.surrogate`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import math
 
 from eas_gym.arch import FC, Arch, Conv, SearchSpace
-from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
 
-__all__ = ["surrogate_accuracy", "dense_surrogate_accuracy"]
+__all__ = ["surrogate_accuracy"]
 
 
 def surrogate_accuracy(arch: Arch, space: SearchSpace) -> float:
@@ -37,18 +37,3 @@ def surrogate_accuracy(arch: Arch, space: SearchSpace) -> float:
     units = sum(layer.units for layer in hidden if isinstance(layer, FC))
     fc = units / (space.units[-1] * space.max_layers_per_block)
     return 0.1 + 0.85 * math.tanh(2.0 * score + 0.3 * fc)
-
-
-def dense_surrogate_accuracy(arch: DenseArch, space: DenseSearchSpace) -> float:
-    """The DenseNet counterpart of :func:`surrogate_accuracy`: grows with growth and units.
-
-    >>> from eas_gym.densenet import DENSE_SMALL_SPACE, DENSE_SMALL_START
-    >>> 0.1 < dense_surrogate_accuracy(DENSE_SMALL_START, DENSE_SMALL_SPACE) < 0.5
-    True
-    """
-    score = 0.0
-    for block in arch.blocks:
-        width = sum(block) / len(block) / space.growths[-1]
-        depth = len(block) / space.max_units_per_block
-        score += math.sqrt(width * depth)
-    return 0.1 + 0.85 * math.tanh(1.5 * score / arch.num_blocks)

@@ -10,8 +10,8 @@ from eas_gym.densenet import spaces as dense
 from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
 from eas_gym.densenet.morph import dense_deeper, dense_widen_units
 from eas_gym.densenet.net import DenseNet, build_dense_net
+from eas_gym.densenet.surrogate import dense_surrogate_accuracy
 from eas_gym.net2net import WIDER_NOISE, Decoded, Family, Observation, StateDict, Transforms
-from eas_gym.surrogate import dense_surrogate_accuracy
 
 __all__ = ["DenseFamily"]
 
