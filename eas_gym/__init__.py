@@ -1,4 +1,11 @@
-"""eas_gym: Efficient Architecture Search (Cai et al., AAAI 2018) as a Gymnasium environment."""
+"""eas_gym: Efficient Architecture Search (Cai et al., AAAI 2018) as a Gymnasium environment.
+
+What users start from: :class:`EASEnv` (or ``gym.make("EAS-...")``, the ids registered below),
+:func:`make_vector_env`, :func:`parse_net` and :func:`build_model` for net strings,
+:class:`TrainConfig` and :class:`EvalConfig` for what decides a child's accuracy,
+:class:`EvalStore` for the evaluations, :func:`save_model` / :func:`load_model` for found
+networks. The transforms and the two families' architectures follow.
+"""
 
 from eas_gym.arch import (
     FC,
@@ -24,13 +31,26 @@ from eas_gym.densenet import (
     dense_widen_units,
     dense_wider,
 )
+from eas_gym.env import EASEnv
+from eas_gym.eval_config import EvalConfig
 from eas_gym.export import load_model, save_model
+from eas_gym.family import build_model, parse_net
 from eas_gym.morph import max_logit_diff, net2deeper, net2wider, widen_layers
 from eas_gym.net import EASNet, build_net
+from eas_gym.store import EvalStore
+from eas_gym.train_config import TrainConfig
+from eas_gym.vector import make_vector_env
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EASEnv",
+    "EvalConfig",
+    "EvalStore",
+    "TrainConfig",
+    "build_model",
+    "make_vector_env",
+    "parse_net",
     "DENSE_PAPER_SPACE",
     "DENSE_PAPER_START",
     "DENSE_SMALL_SPACE",

@@ -78,7 +78,9 @@ def make_vector_env(
 
     def factory(device: str) -> Callable[[], gym.Env]:
         def make() -> gym.Env:
-            import eas_gym  # noqa: F401  (a spawned worker must register the ids again)
+            # A spawned worker must register the ids again: importing any eas_gym module runs
+            # eas_gym/__init__.py, which does (and `import eas_gym` would close an import circle).
+            import eas_gym.env  # noqa: F401
 
             if per_worker is not None:
                 torch.set_num_threads(per_worker)
