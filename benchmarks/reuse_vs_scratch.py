@@ -78,11 +78,11 @@ def apply_transform(
     """One recorded transform, applied as ``PlainFamily.apply`` applies it (plain CNN only)."""
     if transform["op"] == "wider":
         widths = {int(k): int(v) for k, v in transform["widths"].items()}  # JSON keys: strings
-        noise = WIDER_NOISE if env.noise else 0.0
+        noise = WIDER_NOISE if env.eval_config.noise else 0.0
         return widen_layers(
             arch, state, widths, space=env.search_space, noise=noise, generator=generator
         )
-    noise = DEEPER_NOISE if env.noise else 0.0
+    noise = DEEPER_NOISE if env.eval_config.noise else 0.0
     return net2deeper(
         arch,
         state,

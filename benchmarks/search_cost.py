@@ -8,7 +8,7 @@ one agent update per batch) on a fresh evaluation store, so every child is train
 touching library code it times:
 
 * transform: the family's ``apply`` (Net2Wider / Net2Deeper; wrapped in this script);
-* preservation check: ``EASEnv._verify`` (building the child and comparing probe logits);
+* preservation check: ``ChildScorer.verify`` (building the child and comparing probe logits);
 * training + evaluation: the env's ``last_episode_provenance["train_seconds"]``;
 * agent: ``act``, ``observe`` and ``update``;
 * other env work: the rest of ``reset`` and ``step`` (decoding, the store, observations).
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-import eas_gym.env as env_module
 from agents.runner import load_agent_class
 from eas_gym.family import DenseFamily, PlainFamily
+from eas_gym.scorer import ChildScorer
 from eas_gym.store import EvalStore
 from eas_gym.vector import make_vector_env
 
@@ -63,10 +63,10 @@ def timed(fn: Callable[..., Any], part: str) -> Callable[..., Any]:
 
 
 def instrument() -> None:
-    """Wrap the families' transforms and the env's preservation check."""
+    """Wrap the families' transforms and the scorer's preservation check."""
     for family in (PlainFamily, DenseFamily):
         family.apply = timed(family.apply, "transform")
-    env_module.EASEnv._verify = timed(env_module.EASEnv._verify, "preservation_check")
+    ChildScorer.verify = timed(ChildScorer.verify, "preservation_check")
 
 
 def copy_start_nets(source: str, target: str) -> int:

@@ -12,7 +12,8 @@ Two string forms round-trip exactly:
 
 This module imports neither torch nor gymnasium.
 
-Kept whole over 400 lines: layers, net-string grammar and space limits are one concept (STYLE §2).
+Kept whole over 400 lines: layers, the net-string grammar and the space's limits are one concept,
+what a plain architecture is.
 """
 
 from __future__ import annotations

@@ -441,7 +441,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             )
         found = self.scorer.store.with_weights(arch.to_string(), self.config_key)
         weights = None if found is None else self.scorer.store.load_weights(found)
-        if weights is None:
+        if found is None or weights is None:
             raise ValueError(
                 f"`options['net']` {net!r} has no stored weights under this configuration; "
                 "evaluate it first with `keep_weights=True`"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eas_gym.store import config_key
-from eas_gym.train import TrainConfig
+from eas_gym.train_config import TrainConfig
 
 __all__ = ["KEY_VERSION", "EvalConfig", "lineage_step"]
 

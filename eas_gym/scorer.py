@@ -34,10 +34,10 @@ from eas_gym.eval_config import EvalConfig
 from eas_gym.family import AnyArch, Family
 from eas_gym.net import StateDict
 from eas_gym.store import BY_NET, Evaluation, open_store
+from eas_gym.store_types import Store
 from eas_gym.train import TrainConfig, evaluate, fine_tune
 
-__all__ = ["CACHE_BY", "PRESERVATION_TOL", "ChildScorer", "EvalConfig", "Score", "Verified"]
-# EvalConfig (eas_gym.eval_config) is re-exported: the scorer is what the config configures.
+__all__ = ["CACHE_BY", "PRESERVATION_TOL", "ChildScorer", "Score", "Verified"]
 
 CACHE_BY = ("lineage", "net")
 """The env's ``cache_by`` choices (see the module docstring)."""
@@ -50,7 +50,7 @@ PRESERVATION_TOL = 1e-4
 class Verified:
     """A transformed child checked on the probe batch: its module, logits and logit change."""
 
-    net: torch.nn.Module  # the child's module, holding its weights (trained in place if scored)
+    net: torch.nn.Module  # the child's module: `score` trains it, or loads a store hit's weights
     logits: torch.Tensor  # its logits on the probe batch (what the next check compares to)
     error: float  # max absolute logit change from the parent's
 
@@ -107,8 +107,19 @@ class ChildScorer:
         self.device, self.store_path, self.keep_weights = device, store_path, keep_weights
         self.data_kwargs, self.cache, self.cache_by = data_kwargs, cache, cache_by
         self.data: DataBundle | None = None
-        self.store: Any = None  # an EvalStore, or a RemoteStore on a Ray cluster
+        self._store: Store | None = None  # an EvalStore, or a RemoteStore on a Ray cluster
         self._probe: torch.Tensor | None = None
+
+    @property
+    def store(self) -> Store:
+        """The evaluation store (an :class:`~eas_gym.store.EvalStore`, or a service's client).
+
+        Raises:
+            RuntimeError: Before :meth:`setup` (or :meth:`start`) opened it, or after :meth:`close`.
+        """
+        if self._store is None:
+            raise RuntimeError("no store open: call `setup()` or `start()` first")
+        return self._store
 
     @property
     def probe(self) -> torch.Tensor:
@@ -125,9 +136,9 @@ class ChildScorer:
 
     def setup(self) -> None:
         """Open the store, load the data and fix the probe batch (once)."""
-        if self.store is not None:
+        if self._store is not None:
             return
-        self.store = open_store(self.store_path)
+        self._store = open_store(self.store_path)
         size = self.config.probe_size
         if self.config.evaluator == "surrogate":
             side = self.data_kwargs.get("image_size") or 32
@@ -177,7 +188,7 @@ class ChildScorer:
         with self.store.lock(f"start-{key}"):  # one process trains it, the others wait
             found = self.store.get(net_string, key)
             state = None if found is None else self.store.load_weights(found)
-            if state is not None:
+            if found is not None and state is not None:
                 return {k: v.to(self.device) for k, v in state.items()}, found.accuracy
             net = self.family.build(self.start_arch, generator=torch.Generator().manual_seed(0))
             accuracy, seconds, flags = self._train(
@@ -226,7 +237,8 @@ class ChildScorer:
         without weights that `needs_weights` (a dense episode goes on from it) is trained again
         instead, which gives the same result. The store records the child with `parent`, the
         `transforms` that led from it and its `lineage`. `net`, the module of `arch` already
-        holding `state`, is trained in place if given (so a step builds its child once).
+        holding `state` (from :meth:`verify`), is trained in place if given, or takes a hit's
+        stored weights (so a step builds its child once).
         """
         kwargs: dict[str, Any] = {"parent": parent, "transforms": transforms, "seed": seed}
         kwargs["net"] = net
@@ -283,9 +295,9 @@ class ChildScorer:
 
     def close(self) -> None:
         """Close the store."""
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     # ---- helpers -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import torch
 from conftest import rollout
 
 import eas_gym.scorer as scorer_module
-from eas_gym.family import PlainFamily
+from eas_gym.family import DenseFamily, PlainFamily
 from eas_gym.store import EvalStore
 
 
@@ -62,28 +62,53 @@ def test_probe_size_is_part_of_the_key():
     assert a.eval_config.start_key() == b.eval_config.start_key()  # the start net is shared
 
 
+_DENSE_SYNTHETIC = {"dataset": "synthetic", "train_size": 200, "val_size": 100, "epochs": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("env_id", "family", "kwargs"),
+    [
+        ("EAS-Synthetic-v0", PlainFamily, {}),
+        ("EAS-DenseNet-CIFAR10-CPU-v0", DenseFamily, {**_DENSE_SYNTHETIC, "start_epochs": 0.2}),
+    ],
+    ids=["plain", "densenet"],
+)
 @pytest.mark.parametrize("reward_mode", ["dense", "sparse"])
-def test_each_step_builds_its_child_once(tmp_path, monkeypatch, reward_mode):
-    """Checked, trained and (the second time) served with stored weights: one module a step."""
+def test_each_step_builds_its_child_once(
+    tmp_path, monkeypatch, env_id, family, kwargs, reward_mode
+):
+    """Checked, trained and (the second time) served with stored weights: one module a step,
+    and the served run sees exactly what the trained one did."""
     builds = []
-    real = PlainFamily.build
+    real = family.build
     monkeypatch.setattr(
-        PlainFamily, "build", lambda self, *a, **k: builds.append(1) or real(self, *a, **k)
+        family, "build", lambda self, *a, **k: builds.append(1) or real(self, *a, **k)
     )
-    kwargs = {"store": str(tmp_path / "s.sqlite"), "schedule": "WWDD", "noise": False}
+    store = str(tmp_path / "s.sqlite")
+    seen = []
     for run in range(2):  # the second run is served from the store (weights kept)
         env = gym.make(
-            "EAS-Synthetic-v0", reward_mode=reward_mode, keep_weights=True, **kwargs
+            env_id,
+            store=store,
+            schedule="WWDD",
+            noise=False,
+            reward_mode=reward_mode,
+            keep_weights=True,
+            **kwargs,
         ).unwrapped
         env.action_space.seed(0)
         obs, info = env.reset(seed=0)
+        steps = []
         for _ in range(len(env.schedule)):
             builds.clear()
-            obs, _, _, _, info = env.step(env.action_space.sample(info["action_mask"]))
+            obs, reward, _, _, info = env.step(env.action_space.sample(info["action_mask"]))
             assert len(builds) <= 1, f"run {run}: {len(builds)} builds in one step"
+            steps.append((info["net"], info["accuracy"], info["preservation_error"], reward))
+        seen.append(steps)
         hits = env.last_episode_provenance["cache_hits"]
         assert hits == 0 if run == 0 else hits > 0
         env.close()
+    assert seen[1] == seen[0]
 
 
 def test_verify_warns_only_when_exactness_was_expected():
