@@ -204,6 +204,17 @@ class EvalStore:
         ).fetchone()
         return None if row is None else _from_row(row)
 
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write (read-only file or folder, full disk) into a StoreError."""
+        try:
+            yield
+        except (sqlite3.OperationalError, OSError) as e:
+            raise StoreError(
+                f"store {self.path} cannot save {what}: {e} (is the store or its folder "
+                f"{self.root} read-only, or the disk full?)"
+            ) from e
+
     def put(self, evaluation: Evaluation) -> None:
         """Record `evaluation`; an existing row of its (net, key, lineage) is kept unless OOM."""
         record = asdict(evaluation)
@@ -214,19 +225,22 @@ class EvalStore:
         marks = ", ".join("?" for _ in record)
         updates = ", ".join(f"{c} = excluded.{c}" for c in record)
         # First writer wins, except that a real result replaces an out-of-memory one.
-        self._conn.execute(
-            f"INSERT INTO evaluations ({columns}) VALUES ({marks}) "
-            f"ON CONFLICT (net, config_key, lineage) "
-            f"DO UPDATE SET {updates} WHERE evaluations.oom = 1",
-            tuple(record.values()),
-        )
+        with self._writing(f"the evaluation of {evaluation.net}"):
+            self._conn.execute(
+                f"INSERT INTO evaluations ({columns}) VALUES ({marks}) "
+                f"ON CONFLICT (net, config_key, lineage) "
+                f"DO UPDATE SET {updates} WHERE evaluations.oom = 1",
+                tuple(record.values()),
+            )
 
     def set_weights(self, evaluation: Evaluation, weights: str) -> None:
         """Point `evaluation`'s row at new weights (its file was lost and it was retrained)."""
-        self._conn.execute(
-            "UPDATE evaluations SET weights = ? WHERE net = ? AND config_key = ? AND lineage = ?",
-            (weights, evaluation.net, evaluation.config_key, evaluation.lineage),
-        )
+        with self._writing(f"the weights of {evaluation.net}"):
+            self._conn.execute(
+                "UPDATE evaluations SET weights = ? WHERE net = ? AND config_key = ? "
+                "AND lineage = ?",
+                (weights, evaluation.net, evaluation.config_key, evaluation.lineage),
+            )
 
     def all(self, key: str | None = None) -> list[Evaluation]:
         """Every stored evaluation (under `key` if given), oldest first."""
@@ -249,11 +263,16 @@ class EvalStore:
         data = buffer.getvalue()
         name = f"weights/sha256-{hashlib.sha256(data).hexdigest()[:40]}.pt"
         target = self.root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
+        with self._writing(f"the weights of {net}"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, target)
+            except OSError:
+                Path(tmp).unlink(missing_ok=True)  # no half-written file left behind
+                raise
         return name
 
     def load_weights(self, evaluation: Evaluation) -> StateDict | None:
@@ -304,8 +323,10 @@ class EvalStore:
         if name.startswith("child-"):
             digest = f"child-{int(digest, 16) % CHILD_LOCK_FILES}"
         path = self.root / "locks" / f"{digest}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
+        with self._writing(f"the lock {name!r}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "w")  # noqa: SIM115  (closed below, after the lock's body)
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

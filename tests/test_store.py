@@ -114,3 +114,30 @@ def test_damaged_and_foreign_files_are_clear_errors(tmp_path):
     target.unlink()
     with pytest.warns(UserWarning, match="missing"):
         assert store.load_weights(row) is None
+
+
+def test_a_read_only_store_says_so(tmp_path):
+    path = tmp_path / "store.sqlite"
+    store = EvalStore(path)
+    store.put(Evaluation("C4-3 GAP", "k", 0.5))
+    store._conn.close()  # reopen the same file read-only, as a store on a read-only mount
+    store._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    store._conn.row_factory = sqlite3.Row
+    assert store.get("C4-3 GAP", "k").accuracy == 0.5  # reading still works
+    with pytest.raises(StoreError, match="cannot save the evaluation of C8-3 GAP.*read-only"):
+        store.put(Evaluation("C8-3 GAP", "k", 0.6))
+
+
+def test_a_full_disk_leaves_no_partial_weights(tmp_path, monkeypatch):
+    store = EvalStore(tmp_path / "store.sqlite")
+    real_fdopen = os.fdopen
+
+    def full(fd, *args, **kwargs):
+        handle = real_fdopen(fd, *args, **kwargs)
+        handle.write = lambda data: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        return handle
+
+    monkeypatch.setattr(os, "fdopen", full)
+    with pytest.raises(StoreError, match="cannot save the weights of C4-3 GAP.*disk full"):
+        store.save_weights("C4-3 GAP", "k", {"w": torch.zeros(2)})
+    assert list((tmp_path / "weights").iterdir()) == []
