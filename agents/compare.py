@@ -12,6 +12,9 @@ two-sided p; :mod:`agents.stats`).
 Writes ``compare.json`` (every per-seed number), ``compare.md`` (the tables) and
 ``compare.png`` (best-so-far validation accuracy against networks evaluated and against
 cumulative training seconds, mean +- SE bands, the start network as a reference line).
+
+:func:`report` tabulates a comparison still in progress: the runs finished so far, read from
+their folders, with nothing trained.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import gymnasium as gym
 import numpy as np
 
 from agents.registry import AgentSpec, parse_agent_spec
+from agents.run_folder import read_jsonl
 from agents.runner import SearchArgs, read_summary, run_recheck, run_search
 from agents.stats import best_so_far, mean_se, welch
 from eas_gym.env import EASEnv
 
-__all__ = ["METRICS", "compare", "summarise"]
+__all__ = ["METRICS", "compare", "report", "summarise"]
 
 METRICS = {
     "last_third_mean": "last-third mean (val)",
@@ -136,6 +140,62 @@ def compare(
     table = format_tables(result)
     (root / "compare.md").write_text(table + "\n")
     plot_comparison(runs, start_accuracy, root / "compare.png", env_id)
+    return table
+
+
+def report(out: str, *, recheck: int = 0) -> str:
+    """Tables and plot of the runs finished so far in comparison folder `out`; trains nothing.
+
+    A run counts once its ``children.jsonl`` holds all its networks (and, with `recheck`, its
+    ``recheck.jsonl`` that many episodes); unfinished runs are left out. Test accuracies are
+    not evaluated. Writes ``report.json``, ``report.md`` and ``report.png`` beside the runs.
+
+    Raises:
+        ValueError: `out` holds no finished run, or runs of different envs or budgets.
+    """
+    if not isinstance(recheck, int) or recheck < 0:
+        raise ValueError(f"Expected `recheck` >= 0, actually: {recheck!r}")
+    root = Path(out)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    setups, starts = set(), []
+    for config_path in sorted(root.glob("*/seed-*/config.json")):
+        config, folder = json.loads(config_path.read_text()), config_path.parent
+        children = read_jsonl(folder / "children.jsonl")
+        rechecked = read_jsonl(folder / "recheck.jsonl") if recheck else []
+        if len(children) < config["nets"] or len(rechecked) < recheck:
+            continue
+        setups.add((config["env_id"], config["nets"], config["batch"]))
+        run: dict[str, Any] = {"seed": config["seed"], "children": children[: config["nets"]]}
+        if recheck:
+            run["recheck"] = rechecked[:recheck]
+        label = AgentSpec(config["agent"], config["agent_options"]).label()
+        runs.setdefault(label, []).append(run)
+        starts.append(read_summary(folder).get("start_accuracy"))
+    if not runs:
+        raise ValueError(f"no finished run in {root} (expected AGENT/seed-N/ run folders)")
+    if len(setups) != 1:
+        raise ValueError(f"{root} holds runs of different envs or budgets: {sorted(setups)}")
+    (env_id, nets, batch), known = setups.pop(), [x for x in starts if x is not None]
+    order = sorted(runs, key=lambda label: (label != REFERENCE, label))  # random first
+    runs = {label: sorted(runs[label], key=lambda r: r["seed"]) for label in order}
+    per_run = {label: [_run_metrics(r, {}) for r in rs] for label, rs in runs.items()}
+    result = {
+        "env_id": env_id,
+        "nets": nets,
+        "batch": batch,
+        "seeds": sorted({r["seed"] for rs in runs.values() for r in rs}),
+        "seeds_per_agent": {label: [r["seed"] for r in rs] for label, rs in runs.items()},
+        "recheck": recheck,
+        "start_accuracy": known[0] if known else float("nan"),
+        "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
+        "agents": _rows(per_run),
+        "runs": per_run,
+    }
+    (root / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    counts = ", ".join(f"{label} {len(rs)}" for label, rs in runs.items())
+    table = f"Finished runs so far: {counts}.\n\n" + format_tables(result)
+    (root / "report.md").write_text(table + "\n")
+    plot_comparison(runs, result["start_accuracy"], root / "report.png", f"{env_id} (so far)")
     return table
 
 

@@ -117,9 +117,13 @@ def _agent_set(name: str, items: list[str] | None) -> dict[str, Any]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from agents.compare import compare
+    from agents.compare import compare, report
     from agents.registry import parse_agent_spec, split_agent_specs
 
+    if args.report:  # a study in progress: its finished runs, nothing trained
+        print(report(args.out, recheck=args.recheck))
+        print(f"written: {Path(args.out) / 'report.md'}, report.json, report.png")
+        return 0
     _check_env_id(args.env)
     agents = split_agent_specs(args.agents)
     if args.agent_set:  # options for every agent of that name: "reinforce:lr=0.01"
@@ -308,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-test", action="store_true", help="skip the test accuracy of each best network"
     )
     comp.add_argument("--out", default="runs/compare", help="the comparison folder")
+    comp.add_argument(
+        "--report",
+        action="store_true",
+        help="only tabulate the runs already finished in --out (with --recheck K: those with "
+        "K rechecks), training nothing: a long study's standing",
+    )
     _common(comp)
     comp.set_defaults(func=_compare)
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import eas_gym.scorer
-from agents.compare import compare
+from agents.compare import compare, report
 from agents.run_folder import load_checkpoint
 from agents.runner import SearchArgs, run_recheck, run_search
 from eas_gym.cli import main
@@ -169,3 +169,29 @@ def test_bad_comparison_input_is_one_line_and_writes_nothing(argv, message, tmp_
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_report_tabulates_the_finished_runs_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cmp"
+    agents = ["random", "reinforce[lr=0.01]"]
+    kwargs = {"seeds": 2, "nets": 6, "batch": 3, "env_kwargs": FAST_SURROGATE}
+    compare("EAS-Surrogate-v0", agents=agents, out=str(out), progress=False, **kwargs)
+    full = json.loads((out / "compare.json").read_text())
+    children = out / "reinforce-lr=0.01" / "seed-1" / "children.jsonl"
+    children.write_text("".join(children.read_text().splitlines(keepends=True)[:4]))  # unfinished
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("report must not run a search")
+
+    monkeypatch.setattr("agents.compare.run_search", no_training)
+    assert main(["compare", "--report", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "random 2, reinforce[lr=0.01] 1" in printed and "report.md" in printed
+    partial = json.loads((out / "report.json").read_text())
+    assert partial["seeds_per_agent"] == {"random": [0, 1], "reinforce[lr=0.01]": [0]}
+    assert partial["runs"]["random"][0]["accuracies"] == full["runs"]["random"][0]["accuracies"]
+    kept = partial["agents"]["random"]["last_third_mean"]
+    assert kept["mean"] == pytest.approx(full["agents"]["random"]["last_third_mean"]["mean"])
+    assert (out / "report.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="no finished run"):
+        report(str(tmp_path / "empty"))
