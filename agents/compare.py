@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.registry import AgentSpec, parse_agent_spec
-from agents.run_folder import read_jsonl
+from agents.run_folder import read_jsonl, set_aside_unfinished
 from agents.runner import SearchArgs, read_summary, run_recheck, run_search
 from agents.stats import best_so_far, mean_se, welch
 from eas_gym.env import EASEnv
@@ -107,7 +108,11 @@ def compare(
     for seed in range(first_seed, first_seed + seeds):  # seed-major: partial results stay balanced
         for spec in specs:
             args = _search_args(env_id, spec, seed, nets, batch, root, env_kwargs, progress)
+            total = math.ceil(nets / batch) * batch
+            earlier = set_aside_unfinished(Path(args.out), total, recheck)
             children = run_search(args)
+            if earlier is not None:
+                _report_restart(Path(args.out), earlier, children)
             run: dict[str, Any] = {"seed": seed, "children": children}
             if recheck:
                 run["recheck"] = run_recheck(args, recheck)
@@ -141,6 +146,28 @@ def compare(
     (root / "compare.md").write_text(table + "\n")
     plot_comparison(runs, start_accuracy, root / "compare.png", env_id)
     return table
+
+
+def _report_restart(
+    out: Path, earlier: list[dict[str, Any]], children: list[dict[str, Any]]
+) -> None:
+    """Warn that a run kept without its checkpoint ran again, and whether it reproduced itself."""
+    same = 0
+    for old, new in zip(earlier, children, strict=False):
+        if (old["net"], old["accuracy"]) != (new["net"], new["accuracy"]):
+            break
+        same += 1
+    verdict = (
+        "reproduced them exactly"
+        if same == len(earlier)
+        else f"reproduced the first {same} (this machine trains differently from there on)"
+    )
+    warnings.warn(
+        f"{out} was kept without its checkpoint and had not finished, so it ran again from its "
+        f"seed: of its {len(earlier)} earlier networks (kept in children.partial.jsonl) it "
+        f"{verdict}",
+        stacklevel=2,
+    )
 
 
 def report(out: str, *, recheck: int = 0) -> str:

@@ -15,7 +15,8 @@ A run folder holds:
 
 Study data kept in a repository (``benchmarks/data/``) holds the records without the ``.pt``
 files (agent weights): a finished search or recheck is then read from its ``.jsonl`` alone
-(:func:`finished_records`); only extending it needs the checkpoint.
+(:func:`finished_records`); only extending it needs the checkpoint. A comparison that meets an
+unfinished run kept that way starts it again from its seed (:func:`set_aside_unfinished`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ __all__ = [
     "restore_search",
     "save_checkpoint",
     "save_recheck",
+    "set_aside_unfinished",
     "write_jsonl",
 ]
+
+_CHECKPOINTS = ("checkpoint.pt", "sb3_state.pt")  # a protocol agent's, an SB3 model's
 
 CHILD_FIELDS = (
     "update",
@@ -296,6 +300,29 @@ def finished_records(path: Path, needed: int) -> list[dict[str, Any]] | None:
             "ask for at most that many, restore the checkpoint, or use another --out"
         )
     return records
+
+
+def set_aside_unfinished(out: Path, nets: int, recheck: int) -> list[dict[str, Any]] | None:
+    """Make a run kept without its checkpoints (study data) start again from its seed.
+
+    A search with fewer than `nets` records, or a finished one whose recheck has fewer than
+    `recheck` records (the recheck needs the final agent), cannot go on without the agent's
+    state. Its ``.jsonl`` files are renamed ``*.partial.jsonl`` (nothing is deleted) and the
+    run's earlier child records are returned, so the caller can check that the new run
+    reproduces them. Returns None when the run can go on as it is.
+    """
+    if any((out / name).exists() for name in _CHECKPOINTS):
+        return None
+    children = read_jsonl(out / "children.jsonl")
+    rechecked = read_jsonl(out / "recheck.jsonl")
+    search_unfinished = 0 < len(children) < nets
+    recheck_unfinished = recheck > len(rechecked) and not (out / "recheck.pt").exists()
+    if not (search_unfinished or (children and recheck_unfinished)):
+        return None
+    for name in ("children", "recheck"):
+        if (out / f"{name}.jsonl").exists():
+            os.replace(out / f"{name}.jsonl", out / f"{name}.partial.jsonl")
+    return children
 
 
 def restore_search(

@@ -94,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="EAS-CIFAR10-CPU-v2")
     add_set_option(parser)
-    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR"))
+    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR") or None)
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batches", type=int, default=3, help="batches of --cores children")
     parser.add_argument("--repeats", type=int, default=2)

@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="EAS-CIFAR10-CPU-v0")
     parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR", "../shared/data"))
+    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR") or "../shared/data")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -220,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="EAS-CIFAR10-CPU-v0")
     add_set_option(parser)
-    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR"))
+    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR") or None)
     parser.add_argument("--policies", default=",".join(POLICIES), help=f"of {ALL_POLICIES}")
     parser.add_argument("--nets", type=int, default=8, help="networks per policy (>= 6)")
     parser.add_argument(

@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--sample", action="store_true", help="draw children with random actions")
     parser.add_argument("--max-factor", type=int, default=8, help="cap of scratch epochs / E")
     parser.add_argument("--scratch-lr", type=float, default=None, help="default: env start_lr")
-    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR", "../shared/data"))
+    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR") or "../shared/data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     parser.add_argument(

@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--nets", type=int, default=60, help="networks per run (paper: 150)")
     parser.add_argument("--batch", type=int, default=10, help="networks per update (paper: 10)")
     parser.add_argument("--recheck", type=int, default=0, help="fresh episodes per run")
-    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR", "../shared/data"))
+    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR") or "../shared/data")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/data/rl_vs_random"))
     add_set_option(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")

@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--seed", type=int, default=100, help="100: unlike rl_vs_random's runs")
     parser.add_argument("--start-from", default=None, help="a store holding the start network")
-    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR", "../shared/data"))
+    parser.add_argument("--data-dir", default=os.environ.get("EAS_DATA_DIR") or "../shared/data")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("search_cost.png"))
     args = parser.parse_args()

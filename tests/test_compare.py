@@ -195,3 +195,27 @@ def test_report_tabulates_the_finished_runs_and_trains_nothing(tmp_path, monkeyp
     assert (out / "report.png").stat().st_size > 0
     with pytest.raises(ValueError, match="no finished run"):
         report(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("kept", ["half-search", "search-without-recheck"])
+def test_study_data_kept_without_checkpoints_runs_again_from_its_seed(tmp_path, kept):
+    """A study folder from another machine: records only, no .pt files, no store."""
+    kwargs = {"seeds": 1, "nets": 6, "batch": 3, "recheck": 3, "env_kwargs": FAST_SURROGATE}
+    reference = tmp_path / "reference"
+    compare("EAS-Surrogate-v0", agents=["reinforce"], out=str(reference), progress=False, **kwargs)
+    out = tmp_path / "copy"
+    run = out / "reinforce" / "seed-0"
+    run.mkdir(parents=True)
+    for name in ("config.json", "children.jsonl", "recheck.jsonl"):
+        (run / name).write_bytes((reference / "reinforce" / "seed-0" / name).read_bytes())
+    lines = (run / "children.jsonl").read_text().splitlines(keepends=True)
+    if kept == "half-search":
+        (run / "children.jsonl").write_text("".join(lines[:3]))
+        (run / "recheck.jsonl").unlink()
+    else:
+        (run / "recheck.jsonl").write_text("")
+    with pytest.warns(UserWarning, match=r"ran again from its seed: of its \d earlier .* exactly"):
+        compare("EAS-Surrogate-v0", agents=["reinforce"], out=str(out), progress=False, **kwargs)
+    assert (run / "children.partial.jsonl").exists()  # the earlier records are kept
+    again, first = (json.loads((d / "compare.json").read_text()) for d in (out, reference))
+    assert again["agents"] == first["agents"]

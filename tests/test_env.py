@@ -14,7 +14,7 @@ from eas_gym.arch import SMALL_SPACE
 from eas_gym.spaces import WIDER
 
 L = SMALL_SPACE.max_layers
-DATA_DIR = Path(os.environ.get("EAS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
+DATA_DIR = Path(os.environ.get("EAS_DATA_DIR") or Path(__file__).parents[2] / "shared" / "data")
 
 
 def test_gymnasium_check_env_no_unexpected_warnings():
