@@ -20,6 +20,7 @@ from eas_gym.data import DATASETS, resolve_device
 from eas_gym.eval_config import EvalConfig, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
 from eas_gym.net2net import WIDER, StateDict, parse_schedule
+from eas_gym.render import architecture_image
 from eas_gym.reward import COSTS, REWARDS, reward
 from eas_gym.scorer import CACHE_BY, ChildScorer
 from eas_gym.settings import check_env_arguments
@@ -192,6 +193,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | keep_weights | bool | False | save every child's weights (multi-stage search) |
     | cache | bool | True | use and fill the store; False: train every child afresh (a recheck) |
     | cache_by | str | "lineage" | "lineage" or "net" (see Determinism and the store) |
+    | render_mode | str or None | None | "ansi" (text) or "rgb_array" (the network as bars) |
 
     ## Version History
 
@@ -202,7 +204,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
       preset to pass the probe's whole gate.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
     action_space: spaces.MultiDiscrete
 
     def __init__(
@@ -296,6 +298,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.render_mode = render_mode
 
         self.observation_space = self.family.observation_space(self.start_arch, len(self.schedule))
+        widths = self.observation_space.spaces["width"]
+        self._num_widths = int(widths.nvec[0]) if isinstance(widths, spaces.MultiDiscrete) else 1
         self.action_space = self.family.action_space(self.start_arch)
 
         self.config_key = self.scorer.config_key
@@ -401,11 +405,16 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self._episode_provenance = {"train_seconds": 0.0, "cache_hits": 0}
         return self._obs(), {**self._info(), "preservation_error": 0.0}
 
-    def render(self) -> str | None:
-        """``"ansi"``: the architecture and its accuracy."""
+    def render(self) -> str | np.ndarray | None:
+        """The network: ``"ansi"`` as text with its accuracy, ``"rgb_array"`` as bars.
+
+        See :func:`eas_gym.render.architecture_image` for the picture.
+        """
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi'")
             return None
+        if self.render_mode == "rgb_array":
+            return architecture_image(self._obs(), self._num_widths)
         acc = "untrained" if self._accuracy is None else f"acc={self._accuracy:.4f}"
         arch = None if self._episode is None else self._episode.arch
         return f"{arch} ({acc})\n"

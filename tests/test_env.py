@@ -111,7 +111,7 @@ def test_illegal_deeper_position_is_a_noop():
         ({"evaluator": "oracle"}, "`evaluator`"),
         ({"probe_size": 0}, "`probe_size`"),
         ({"cost_weight": -1.0}, "`cost_weight`"),
-        ({"render_mode": "human"}, "`render_mode`"),
+        ({"render_mode": "rgb"}, "`render_mode`"),
     ],
 )
 def test_bad_arguments(kwargs, match):
