@@ -28,10 +28,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.compare_plot import plot_comparison
 from agents.registry import AgentSpec, parse_agent_spec
 from agents.run_folder import read_jsonl, set_aside_unfinished
 from agents.runner import SearchArgs, read_summary, run_recheck, run_search
-from agents.stats import best_so_far, mean_se, welch
+from agents.stats import mean_se, pooled_sd, seeds_for_power, welch
 from eas_gym.env import EASEnv
 
 __all__ = ["METRICS", "compare", "report", "summarise"]
@@ -139,6 +140,7 @@ def compare(
         "start_accuracy": start_accuracy,
         "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
         "agents": rows,
+        "power": _power(per_run),
         "runs": per_run,
     }
     (root / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -160,7 +162,8 @@ def _report_restart(
     verdict = (
         "reproduced them exactly"
         if same == len(earlier)
-        else f"reproduced the first {same} (this machine trains differently from there on)"
+        else f"reproduced the first {same}; from there on training differs (a start network "
+        "trained again, or other arithmetic: a thread count or CPU of its own)"
     )
     warnings.warn(
         f"{out} was kept without its checkpoint and had not finished, so it ran again from its "
@@ -216,11 +219,11 @@ def report(out: str, *, recheck: int = 0) -> str:
         "start_accuracy": known[0] if known else float("nan"),
         "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
         "agents": _rows(per_run),
+        "power": _power(per_run),
         "runs": per_run,
     }
     (root / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    counts = ", ".join(f"{label} {len(rs)}" for label, rs in runs.items())
-    table = f"Finished runs so far: {counts}.\n\n" + format_tables(result)
+    table = "Finished runs only; unfinished ones are left out.\n\n" + format_tables(result)
     (root / "report.md").write_text(table + "\n")
     plot_comparison(runs, result["start_accuracy"], root / "report.png", f"{env_id} (so far)")
     return table
@@ -301,17 +304,48 @@ def _rows(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
     return rows
 
 
+POWER_GAPS_POINTS = (1.0, 2.0)
+"""Gaps (accuracy points) for which the tables give the seeds per agent a study needs."""
+
+
+def _power(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per metric: the seed-to-seed sd pooled within agents, and the seeds each gap needs."""
+    power = {}
+    for metric in METRICS:
+        groups = [[r[metric] for r in rs if r[metric] is not None] for rs in per_run.values()]
+        sd, df = pooled_sd(groups)
+        if df == 0 or sd == 0:
+            continue
+        power[metric] = {
+            "seed_sd": sd,
+            "df": df,
+            "seeds_for_gap": {
+                f"{gap:g}": seeds_for_power(100 * sd, gap) for gap in POWER_GAPS_POINTS
+            },
+        }
+    return power
+
+
 def _pct(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
 
 
+def _seed_counts(result: dict[str, Any]) -> str:
+    """``"3 seeds per agent"``, or each agent's count when they differ (a partial report)."""
+    counts = {label: len(runs) for label, runs in result["runs"].items()}
+    if len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        return f"{n} seed{'s' if n != 1 else ''} per agent"
+    return "seeds per agent: " + ", ".join(f"{label} {n}" for label, n in counts.items())
+
+
 def format_tables(result: dict[str, Any]) -> str:
     """The comparison as two Markdown tables: per agent, and each agent minus random."""
-    seeds, metrics = len(result["seeds"]), [m for m in METRICS if m != "recheck_mean"]
+    metrics = [m for m in METRICS if m != "recheck_mean"]
     if result["recheck"]:
         metrics.append("recheck_mean")
     lines = [
-        f"{result['env_id']}: {result['nets']} networks per run, {seeds} seeds per agent"
+        f"{result['env_id']}: {result['nets']} networks per run, {_seed_counts(result)}"
         + (f", recheck {result['recheck']} fresh episodes per run" if result["recheck"] else "")
         + f"; start network {_pct(result['start_accuracy'])}%. "
         "Accuracy in %, mean ± SE over seeds.",
@@ -342,63 +376,20 @@ def format_tables(result: dict[str, Any]) -> str:
             ci = f"[{_pct(d['ci_low'])}, {_pct(d['ci_high'])}]"
             p = "n/a" if not math.isfinite(d["p"]) else f"{d['p']:.3g}"
             lines.append(f"| {label} | {METRICS[m]} | {_pct(d['diff'])} | {ci} | {p} |")
-    return "\n".join(lines)
-
-
-def plot_comparison(
-    runs: dict[str, list[dict[str, Any]]], start_accuracy: float, path: Path, title: str
-) -> None:
-    """Best-so-far validation accuracy vs networks and vs training seconds, mean +- SE bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    timed = any(c["train_seconds"] > 0 for rs in runs.values() for r in rs for c in r["children"])
-    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(11 if timed else 6, 4), squeeze=False)
-    left = axes[0, 0]
-    for index, (label, rs) in enumerate(runs.items()):
-        color = f"C{index}"
-        n = min(len(r["children"]) for r in rs)
-        curves = np.array([best_so_far([c["accuracy"] for c in r["children"][:n]]) for r in rs])
-        _band(left, np.arange(1, n + 1), curves, color, f"{label} (n={len(rs)})")
-        if timed:
-            seconds = [np.cumsum([c["train_seconds"] for c in r["children"][:n]]) for r in rs]
-            grid = np.linspace(0, min(s[-1] for s in seconds), 200)
-            on_grid = np.array(
-                [
-                    c[np.clip(np.searchsorted(s, grid, side="right") - 1, 0, None)]
-                    for c, s in zip(curves, seconds, strict=True)
-                ]
+    if result.get("power"):
+        gaps = " | ".join(f"seeds for a {gap:g}-point gap" for gap in POWER_GAPS_POINTS)
+        lines += [
+            "",
+            "Sizing the study: one seed's sd (pooled within agents, points) and the seeds per "
+            "agent at which Welch's test finds a true gap with 80% power (two-sided, alpha 0.05; "
+            "a rough guide while the sd rests on few seeds):",
+            "",
+            f"| metric | seed sd (df) | {gaps} |",
+            "|---" * (2 + len(POWER_GAPS_POINTS)) + "|",
+        ]
+        for m, row in result["power"].items():
+            needed = " | ".join(
+                str(n) if n is not None else "> 1000" for n in row["seeds_for_gap"].values()
             )
-            _band(axes[0, 1], grid / 60, on_grid, color, label)
-    for ax, xlabel in zip(
-        axes[0], ("networks evaluated", "cumulative child training (minutes)"), strict=False
-    ):
-        ax.axhline(start_accuracy, color="grey", ls="--", lw=1, label="start network")
-        ax.set(xlabel=xlabel, ylabel="best validation accuracy so far")
-        ax.grid(alpha=0.3)
-    left.xaxis.get_major_locator().set_params(integer=True)
-    left.set_title(title)
-    handles, names = left.get_legend_handles_labels()
-    columns = 3 if timed else 2
-    fig.legend(
-        handles,
-        names,
-        loc="lower center",
-        ncol=columns,
-        fontsize=8,
-        title="mean ± SE over seeds (shaded)",
-        title_fontsize=8,
-        frameon=False,
-    )
-    fig.tight_layout(rect=(0, 0.06 + 0.055 * (math.ceil(len(names) / columns) + 1), 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _band(ax, x: np.ndarray, curves: np.ndarray, color: str, label: str) -> None:
-    mean = curves.mean(0)
-    se = curves.std(0, ddof=1) / math.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-    ax.plot(x, mean, color=color, label=label)
-    ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.2, lw=0)
+            lines.append(f"| {METRICS[m]} | {_pct(row['seed_sd'])} ({row['df']}) | {needed} |")
+    return "\n".join(lines)

@@ -7,12 +7,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import eas_gym.scorer
 from agents.compare import compare, report
 from agents.run_folder import load_checkpoint
 from agents.runner import SearchArgs, run_recheck, run_search
+from agents.stats import seeds_for_power
 from eas_gym.cli import main
 from eas_gym.store import EvalStore
 
@@ -186,13 +188,20 @@ def test_report_tabulates_the_finished_runs_and_trains_nothing(tmp_path, monkeyp
     monkeypatch.setattr("agents.compare.run_search", no_training)
     assert main(["compare", "--report", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "random 2, reinforce[lr=0.01] 1" in printed and "report.md" in printed
+    assert "2 seeds per agent" in (out / "compare.md").read_text()
+    assert "seeds per agent: random 2, reinforce[lr=0.01] 1" in printed and "report.md" in printed
     partial = json.loads((out / "report.json").read_text())
     assert partial["seeds_per_agent"] == {"random": [0, 1], "reinforce[lr=0.01]": [0]}
     assert partial["runs"]["random"][0]["accuracies"] == full["runs"]["random"][0]["accuracies"]
     kept = partial["agents"]["random"]["last_third_mean"]
     assert kept["mean"] == pytest.approx(full["agents"]["random"]["last_third_mean"]["mean"])
     assert (out / "report.png").stat().st_size > 0
+    # sizing: only random has two finished seeds, so the pooled sd is theirs (df 1)
+    thirds = [r["last_third_mean"] for r in partial["runs"]["random"]]
+    sizing = partial["power"]["last_third_mean"]
+    assert sizing["df"] == 1 and sizing["seed_sd"] == pytest.approx(np.std(thirds, ddof=1))
+    need = seeds_for_power(100 * sizing["seed_sd"], 1.0)
+    assert sizing["seeds_for_gap"]["1"] == need and "Sizing the study" in printed
     with pytest.raises(ValueError, match="no finished run"):
         report(str(tmp_path / "empty"))
 

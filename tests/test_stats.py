@@ -1,11 +1,12 @@
-"""Mean +- SE and Welch's t-test against hand computations."""
+"""Mean +- SE, Welch's t-test and study sizing against hand computations and published tables."""
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats
 
-from agents.stats import best_so_far, mean_se, welch
+from agents.stats import best_so_far, mean_se, pooled_sd, seeds_for_power, welch
 
 
 def test_mean_se_by_hand():
@@ -47,3 +48,37 @@ def test_welch_degenerate_and_bad_confidence():
 
 def test_best_so_far():
     assert best_so_far([0.2, 0.1, 0.4, 0.3]).tolist() == [0.2, 0.2, 0.4, 0.4]
+
+
+@pytest.mark.parametrize(("effect", "seeds"), [(0.5, 64), (0.8, 26), (1.0, 17), (2.0, 6)])
+def test_seeds_for_power_matches_the_published_two_sample_tables(effect, seeds):
+    # Cohen (1988) / G*Power, two-sided t-test, alpha 0.05, power 0.8: n per group
+    assert seeds_for_power(1.0, effect) == seeds
+    assert seeds_for_power(0.5, effect / 2) == seeds  # only gap / sd matters
+    assert seeds_for_power(1.0, -effect) == seeds
+
+
+def test_seeds_for_power_simulated():
+    # the n it returns does reach 80% power, and n - 1 does not (a Monte Carlo check)
+    rng = np.random.default_rng(0)
+    n = seeds_for_power(1.0, 1.7)  # exact power 0.83 at n = 7, 0.76 at 6: 10 MC SEs apart
+    for m, reached in ((n, True), (n - 1, False)):
+        a, b = rng.normal(1.7, 1.0, (20_000, m)), rng.normal(0.0, 1.0, (20_000, m))
+        share = float((stats.ttest_ind(a, b, axis=1).pvalue < 0.05).mean())
+        assert (share >= 0.8) is reached, (m, share)
+
+
+def test_seeds_for_power_bad_input_and_out_of_reach():
+    assert seeds_for_power(1.0, 0.01, max_seeds=50) is None
+    for bad in ({"sd": 0.0, "gap": 1.0}, {"sd": 1.0, "gap": 0.0}, {"sd": float("nan"), "gap": 1.0}):
+        with pytest.raises(ValueError, match="sd|gap"):
+            seeds_for_power(**bad)
+    with pytest.raises(ValueError, match="power"):
+        seeds_for_power(1.0, 1.0, power=1.0)
+
+
+def test_pooled_sd_by_hand():
+    # squares about the group means: (1 + 1) + (4 + 0 + 4); df 1 + 2
+    sd, df = pooled_sd([[1.0, 3.0], [2.0, 4.0, 6.0], [9.0]])
+    assert (sd, df) == (pytest.approx(math.sqrt(10 / 3)), 3)
+    assert math.isnan(pooled_sd([[1.0], [2.0]])[0])
