@@ -112,7 +112,8 @@ def seeds_for_power(
     for n in range(2, max_seeds + 1):
         df, shift = 2 * n - 2, abs(gap) / (sd * math.sqrt(2 / n))
         critical = stats.t.ppf(1 - alpha / 2, df)
-        if stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift) >= power:
+        wrong_side = stats.nct.cdf(-critical, df, shift)  # nan far in the tail: it is ~0 there
+        if stats.nct.sf(critical, df, shift) + np.nan_to_num(wrong_side) >= power:
             return n
     return None
 

@@ -58,6 +58,12 @@ def test_seeds_for_power_matches_the_published_two_sample_tables(effect, seeds):
     assert seeds_for_power(1.0, -effect) == seeds
 
 
+def test_seeds_for_power_falls_as_the_gap_grows():
+    # scipy's noncentral t gives nan far in its lower tail; that must not count as no power
+    needed = [seeds_for_power(0.2335, gap) for gap in (0.5, 1.0, 2.0, 4.0)]
+    assert needed == sorted(needed, reverse=True) and needed[-1] == 2
+
+
 def test_seeds_for_power_simulated():
     # the n it returns does reach 80% power, and n - 1 does not (a Monte Carlo check)
     rng = np.random.default_rng(0)
