@@ -11,7 +11,9 @@ two-sided p; :mod:`agents.stats`).
 
 Writes ``compare.json`` (every per-seed number), ``compare.md`` (the tables) and
 ``compare.png`` (best-so-far validation accuracy against networks evaluated and against
-cumulative training seconds, mean +- SE bands, the start network as a reference line).
+cumulative training seconds, mean +- SE bands, the start network as a reference line), and
+keeps the start network every run grows from in ``start/`` (:mod:`agents.pinned_start`), so a
+copy of the folder without its store resumes on the same start.
 
 :func:`report` tabulates a comparison still in progress: the runs finished so far, read from
 their folders, with nothing trained.
@@ -29,23 +31,16 @@ import gymnasium as gym
 import numpy as np
 
 from agents.compare_plot import plot_comparison
+from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, format_tables
+from agents.pinned_start import PIN_FOLDER, pin_start, restore_start
 from agents.registry import AgentSpec, parse_agent_spec
 from agents.run_folder import read_jsonl, set_aside_unfinished
 from agents.runner import SearchArgs, read_summary, run_recheck, run_search
 from agents.stats import mean_se, pooled_sd, seeds_for_power, welch
 from eas_gym.env import EASEnv
+from eas_gym.store import EvalStore
 
-__all__ = ["METRICS", "compare", "report", "summarise"]
-
-METRICS = {
-    "last_third_mean": "last-third mean (val)",
-    "best": "best (val)",
-    "test_of_best": "test acc of best-by-val",
-    "recheck_mean": "recheck mean (fresh fine-tunes)",
-}
-"""The per-run metrics of a comparison and their table headings."""
-
-REFERENCE = "random"
+__all__ = ["METRICS", "compare", "format_tables", "report", "summarise"]
 
 
 def summarise(accuracies: list[float]) -> dict[str, float]:
@@ -85,7 +80,8 @@ def compare(
         seeds: Seeds per agent (``first_seed`` .. ``first_seed + seeds - 1``).
         nets: Networks per search (rounded up to a multiple of `batch`).
         batch: Networks per agent update.
-        out: The comparison folder: one run folder per agent and seed, one shared store.
+        out: The comparison folder: one run folder per agent and seed, one shared store, the
+            pinned start network in ``start/``.
         env_kwargs: Passed to ``gym.make``.
         progress: Show progress bars (one per run, labelled agent and seed).
         recheck: Fresh episodes per run from its final policy, fine-tuned again (0: none).
@@ -106,6 +102,8 @@ def compare(
     root = Path(out)
     env_kwargs = dict(env_kwargs or {})
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    start = _start_of(env_id, env_kwargs)
+    _keep_start(root, start, restore=True)
     for seed in range(first_seed, first_seed + seeds):  # seed-major: partial results stay balanced
         for spec in specs:
             args = _search_args(env_id, spec, seed, nets, batch, root, env_kwargs, progress)
@@ -114,10 +112,12 @@ def compare(
             children = run_search(args)
             if earlier is not None:
                 _report_restart(Path(args.out), earlier, children)
-            run: dict[str, Any] = {"seed": seed, "children": children}
+            started = read_summary(Path(args.out)).get("start_accuracy")
+            run: dict[str, Any] = {"seed": seed, "children": children, "start": started}
             if recheck:
                 run["recheck"] = run_recheck(args, recheck)
             runs[spec.label()].append(run)
+            _keep_start(root, start, restore=False)
     probe = gym.make(env_id, **{**env_kwargs, "store": str(root / "store.sqlite")})
     try:
         summaries = [read_summary(root / s.folder_name() / f"seed-{first_seed}") for s in specs]
@@ -138,6 +138,7 @@ def compare(
         "seeds": list(range(first_seed, first_seed + seeds)),
         "recheck": recheck,
         "start_accuracy": start_accuracy,
+        "start_accuracies": _start_accuracies(runs),
         "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
         "agents": rows,
         "power": _power(per_run),
@@ -195,12 +196,17 @@ def report(out: str, *, recheck: int = 0) -> str:
         if len(children) < config["nets"] or len(rechecked) < recheck:
             continue
         setups.add((config["env_id"], config["nets"], config["batch"]))
-        run: dict[str, Any] = {"seed": config["seed"], "children": children[: config["nets"]]}
+        started = read_summary(folder).get("start_accuracy")
+        run: dict[str, Any] = {
+            "seed": config["seed"],
+            "children": children[: config["nets"]],
+            "start": started,
+        }
         if recheck:
             run["recheck"] = rechecked[:recheck]
         label = AgentSpec(config["agent"], config["agent_options"]).label()
         runs.setdefault(label, []).append(run)
-        starts.append(read_summary(folder).get("start_accuracy"))
+        starts.append(started)
     if not runs:
         raise ValueError(f"no finished run in {root} (expected AGENT/seed-N/ run folders)")
     if len(setups) != 1:
@@ -217,6 +223,7 @@ def report(out: str, *, recheck: int = 0) -> str:
         "seeds_per_agent": {label: [r["seed"] for r in rs] for label, rs in runs.items()},
         "recheck": recheck,
         "start_accuracy": known[0] if known else float("nan"),
+        "start_accuracies": _start_accuracies(runs),
         "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
         "agents": _rows(per_run),
         "power": _power(per_run),
@@ -227,6 +234,48 @@ def report(out: str, *, recheck: int = 0) -> str:
     (root / "report.md").write_text(table + "\n")
     plot_comparison(runs, result["start_accuracy"], root / "report.png", f"{env_id} (so far)")
     return table
+
+
+def _start_of(env_id: str, env_kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """The start network's net string and store key of `env_id`, or None for other envs.
+
+    Builds the env on a private store; nothing is loaded or trained.
+    """
+    env = gym.make(env_id, **{**env_kwargs, "store": ":memory:"})
+    try:
+        eas = env.unwrapped
+        if not isinstance(eas, EASEnv):
+            return None
+        return eas.start_arch.to_string(), eas.eval_config.start_key()
+    finally:
+        env.close()
+
+
+def _keep_start(root: Path, start: tuple[str, str] | None, *, restore: bool) -> None:
+    """Give the store the start pinned in ``root/start/`` (`restore`), or pin the store's.
+
+    See :mod:`agents.pinned_start`; a pin already there stays.
+    """
+    if start is None or (restore and not (root / PIN_FOLDER).exists()):
+        return
+    store = EvalStore(root / "store.sqlite")
+    try:
+        (restore_start if restore else pin_start)(root, store, *start)
+    finally:
+        store.close()
+
+
+def _start_accuracies(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
+    """Per seed, the distinct start accuracies its runs grew from.
+
+    One, unless a start network was trained again between them (another CPU or thread count).
+    """
+    by_seed: dict[int, set[float]] = {}
+    for rs in runs.values():
+        for r in rs:
+            if r.get("start") is not None:
+                by_seed.setdefault(r["seed"], set()).add(r["start"])
+    return {str(seed): sorted(accs) for seed, accs in sorted(by_seed.items())}
 
 
 def _search_args(env_id, spec: AgentSpec, seed, nets, batch, root: Path, env_kwargs, progress):
@@ -304,10 +353,6 @@ def _rows(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
     return rows
 
 
-POWER_GAPS_POINTS = (1.0, 2.0)
-"""Gaps (accuracy points) for which the tables give the seeds per agent a study needs."""
-
-
 def _power(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Per metric: the seed-to-seed sd pooled within agents, and the seeds each gap needs."""
     power = {}
@@ -324,72 +369,3 @@ def _power(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
             },
         }
     return power
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
-
-
-def _seed_counts(result: dict[str, Any]) -> str:
-    """``"3 seeds per agent"``, or each agent's count when they differ (a partial report)."""
-    counts = {label: len(runs) for label, runs in result["runs"].items()}
-    if len(set(counts.values())) == 1:
-        n = next(iter(counts.values()))
-        return f"{n} seed{'s' if n != 1 else ''} per agent"
-    return "seeds per agent: " + ", ".join(f"{label} {n}" for label, n in counts.items())
-
-
-def format_tables(result: dict[str, Any]) -> str:
-    """The comparison as two Markdown tables: per agent, and each agent minus random."""
-    metrics = [m for m in METRICS if m != "recheck_mean"]
-    if result["recheck"]:
-        metrics.append("recheck_mean")
-    lines = [
-        f"{result['env_id']}: {result['nets']} networks per run, {_seed_counts(result)}"
-        + (f", recheck {result['recheck']} fresh episodes per run" if result["recheck"] else "")
-        + f"; start network {_pct(result['start_accuracy'])}%. "
-        "Accuracy in %, mean ± SE over seeds.",
-        "",
-        "| agent | " + " | ".join(METRICS[m] for m in metrics) + " |",
-        "|---" * (len(metrics) + 1) + "|",
-    ]
-    for label, row in result["agents"].items():
-        cells = [
-            f"{_pct(row[m]['mean'])} ± {_pct(row[m]['se'])}" if m in row else "n/a" for m in metrics
-        ]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    differences = [
-        (label, m, row[m]["vs_random"])
-        for label, row in result["agents"].items()
-        for m in metrics
-        if m in row and "vs_random" in row[m]
-    ]
-    if differences:
-        lines += [
-            "",
-            f"Difference to {REFERENCE} (points; {result['test']}):",
-            "",
-            "| agent | metric | difference | 95% CI | p |",
-            "|---|---|---|---|---|",
-        ]
-        for label, m, d in differences:
-            ci = f"[{_pct(d['ci_low'])}, {_pct(d['ci_high'])}]"
-            p = "n/a" if not math.isfinite(d["p"]) else f"{d['p']:.3g}"
-            lines.append(f"| {label} | {METRICS[m]} | {_pct(d['diff'])} | {ci} | {p} |")
-    if result.get("power"):
-        gaps = " | ".join(f"seeds for a {gap:g}-point gap" for gap in POWER_GAPS_POINTS)
-        lines += [
-            "",
-            "Sizing the study: one seed's sd (pooled within agents, points) and the seeds per "
-            "agent at which Welch's test finds a true gap with 80% power (two-sided, alpha 0.05; "
-            "a rough guide while the sd rests on few seeds):",
-            "",
-            f"| metric | seed sd (df) | {gaps} |",
-            "|---" * (2 + len(POWER_GAPS_POINTS)) + "|",
-        ]
-        for m, row in result["power"].items():
-            needed = " | ".join(
-                str(n) if n is not None else "> 1000" for n in row["seeds_for_gap"].values()
-            )
-            lines.append(f"| {METRICS[m]} | {_pct(row['seed_sd'])} ({row['df']}) | {needed} |")
-    return "\n".join(lines)

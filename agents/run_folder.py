@@ -16,7 +16,8 @@ A run folder holds:
 Study data kept in a repository (``benchmarks/data/``) holds the records without the ``.pt``
 files (agent weights): a finished search or recheck is then read from its ``.jsonl`` alone
 (:func:`finished_records`); only extending it needs the checkpoint. A comparison that meets an
-unfinished run kept that way starts it again from its seed (:func:`set_aside_unfinished`).
+unfinished run kept that way starts it again from its seed (:func:`set_aside_unfinished`), on
+the start network pinned in the comparison's ``start/`` (:mod:`agents.pinned_start`).
 """
 
 from __future__ import annotations

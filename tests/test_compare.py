@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from agents.run_folder import load_checkpoint
 from agents.runner import SearchArgs, run_recheck, run_search
 from agents.stats import seeds_for_power
 from eas_gym.cli import main
+from eas_gym.scorer import ChildScorer
 from eas_gym.store import EvalStore
 
 FAST_SURROGATE = {"probe_size": 4}
@@ -228,3 +230,49 @@ def test_study_data_kept_without_checkpoints_runs_again_from_its_seed(tmp_path, 
     assert (run / "children.partial.jsonl").exists()  # the earlier records are kept
     again, first = (json.loads((d / "compare.json").read_text()) for d in (out, reference))
     assert again["agents"] == first["agents"]
+
+
+def test_a_fresh_clone_of_a_study_resumes_on_its_pinned_start_network(tmp_path, monkeypatch):
+    """Study data kept in git (records and start/, no store) grows its new seeds from the same
+    start network, which another machine could not train back bit for bit."""
+    kwargs = {"agents": ["random"], "nets": 4, "batch": 2, "progress": False, "test": False}
+    kwargs["env_kwargs"] = {"schedule": "WD", "reward_mode": "sparse"}
+    first = tmp_path / "first"
+    compare("EAS-Synthetic-v0", seeds=1, out=str(first), **kwargs)
+    pinned = json.loads((first / "start" / "evaluation.json").read_text())
+    assert (first / "start" / pinned["weights"]).is_file()
+    clone = tmp_path / "clone"
+    shutil.copytree(first, clone, ignore=shutil.ignore_patterns("store.sqlite*", "weights", "*.pt"))
+    shutil.copy(first / "start" / pinned["weights"], clone / "start")
+    real_train = ChildScorer._train
+
+    def no_start_training(self, arch, *args, **kw):
+        if arch.to_string() == pinned["net"]:
+            raise AssertionError("the start network was trained again")
+        return real_train(self, arch, *args, **kw)
+
+    monkeypatch.setattr(ChildScorer, "_train", no_start_training)
+    compare("EAS-Synthetic-v0", seeds=2, out=str(clone), **kwargs)
+    result = json.loads((clone / "compare.json").read_text())
+    assert result["start_accuracies"] == {"0": [pinned["accuracy"]], "1": [pinned["accuracy"]]}
+    assert f"start network {100 * pinned['accuracy']:.2f}%" in (clone / "compare.md").read_text()
+
+
+def test_seeds_run_on_different_start_networks_are_named_in_the_table(tmp_path):
+    out = tmp_path / "cmp"
+    kwargs = {"seeds": 2, "nets": 4, "batch": 2, "env_kwargs": FAST_SURROGATE}
+    compare(
+        "EAS-Surrogate-v0", agents=["random", "reinforce"], out=str(out), progress=False, **kwargs
+    )
+    summary_path = out / "reinforce" / "seed-1" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    start = summary["start_accuracy"]
+    summary_path.write_text(json.dumps({**summary, "start_accuracy": start + 0.01}))
+    report(str(out))
+    result = json.loads((out / "report.json").read_text())
+    assert result["start_accuracies"] == {"0": [start], "1": [start, start + 0.01]}
+    line = (out / "report.md").read_text()
+    assert (
+        f"start networks {100 * start:.2f}% (seed 0), "
+        f"{100 * start:.2f}/{100 * start + 1:.2f}% (seed 1)"
+    ) in line
