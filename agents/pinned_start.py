@@ -16,15 +16,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
-from eas_gym.store import EvalStore, Evaluation, StoreError
+from eas_gym.store import EvalStore, Evaluation, StoreError, write_atomically
 
 __all__ = ["PIN_FOLDER", "pin_start", "restore_start"]
 
@@ -47,10 +45,9 @@ def pin_start(root: Path, store: EvalStore, net: str, key: str) -> Path | None:
     if found is None or found.weights is None or not (store.root / found.weights).is_file():
         return None
     name = Path(found.weights).name
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / name, (store.root / found.weights).read_bytes())
+    write_atomically(folder / name, (store.root / found.weights).read_bytes())
     record = {**asdict(found), "weights": name}  # the record last: its presence marks a pin
-    _atomic_write(folder / _RECORD, (json.dumps(record, indent=2) + "\n").encode())
+    write_atomically(folder / _RECORD, (json.dumps(record, indent=2) + "\n").encode())
     return folder / _RECORD
 
 
@@ -88,7 +85,7 @@ def restore_start(root: Path, store: EvalStore, net: str, key: str) -> bool:
     if found is not None and found.weights and (store.root / found.weights).is_file():
         return False  # the store has it already
     name = _checked_weights(path.parent / record["weights"])
-    _atomic_write(store.root / "weights" / name, (path.parent / record["weights"]).read_bytes())
+    write_atomically(store.root / "weights" / name, (path.parent / record["weights"]).read_bytes())
     if found is None:
         known = {f.name for f in fields(Evaluation)}
         store.put(
@@ -114,15 +111,3 @@ def _checked_weights(file: Path) -> str:
     except Exception as e:  # torch raises several kinds on a damaged or foreign file
         raise StoreError(f"the pinned weights {file} cannot be read as weights: {e}") from e
     return file.name
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise

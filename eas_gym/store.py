@@ -43,6 +43,7 @@ __all__ = [
     "config_key",
     "default_store_path",
     "open_store",
+    "write_atomically",
 ]
 
 SCHEMA_VERSION = 2
@@ -264,15 +265,7 @@ class EvalStore:
         name = f"weights/sha256-{hashlib.sha256(data).hexdigest()[:40]}.pt"
         target = self.root / name
         with self._writing(f"the weights of {net}"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, target)
-            except OSError:
-                Path(tmp).unlink(missing_ok=True)  # no half-written file left behind
-                raise
+            write_atomically(target, data)
         return name
 
     def load_weights(self, evaluation: Evaluation) -> StateDict | None:
@@ -344,6 +337,22 @@ class EvalStore:
 
     def __setstate__(self, state: dict[str, str]) -> None:
         self._open(state["path"])
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write `data` to `target` through a temp file and a rename: all of it or nothing.
+
+    Creates `target`'s folder; raises OSError as the file system does.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)  # no half-written file left behind
+        raise
 
 
 def _checksum_of(name: str) -> str | None:
