@@ -89,7 +89,8 @@ def compare(
         first_seed: The first seed.
 
     Raises:
-        ValueError: Bad agent specs or options, `seeds` < 1 or `recheck` < 0, before any run.
+        ValueError: Bad agent specs or options, `seeds` < 1, `recheck` < 0 or a `store` in
+            `env_kwargs`, before any run.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"Expected `seeds` >= 1, actually: {seeds!r}")
@@ -99,8 +100,13 @@ def compare(
     labels = [s.label() for s in specs]
     if not specs or len(set(labels)) != len(labels):
         raise ValueError(f"`agents` must name distinct agents, got {agents}")
-    root = Path(out)
     env_kwargs = dict(env_kwargs or {})
+    if "store" in env_kwargs:
+        raise ValueError(
+            f"`env_kwargs` sets store={env_kwargs['store']!r}, but a comparison's runs share "
+            f"its own store, {Path(out) / 'store.sqlite'}: leave `store` out"
+        )
+    root = Path(out)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     start = _start_of(env_id, env_kwargs)
     _keep_start(root, start, restore=True)
@@ -320,6 +326,7 @@ def _run_metrics(run: dict[str, Any], tests: dict[str, float]) -> dict[str, Any]
     best = max(children, key=lambda c: c["accuracy"])
     metrics = {
         "seed": run["seed"],
+        "start_accuracy": run.get("start"),
         "last_third_mean": summarise(acc)["last_third_mean"],
         "best": best["accuracy"],
         "best_net": best["net"],

@@ -19,6 +19,7 @@ import json
 import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,14 +41,23 @@ def pin_start(root: Path, store: EvalStore, net: str, key: str) -> Path | None:
     """
     folder = Path(root) / PIN_FOLDER
     if (folder / _RECORD).exists():
+        pinned = json.loads((folder / _RECORD).read_text())
+        if (pinned.get("net"), pinned.get("config_key")) != (net, key):
+            warnings.warn(
+                f"{folder / _RECORD} pins {pinned.get('net')!r} under key "
+                f"{pinned.get('config_key')!r}, not this comparison's start {net!r} under "
+                f"{key!r}; it stays, and this start is not pinned",
+                stacklevel=2,
+            )
         return None
-    found = store.get(net, key)
-    if found is None or found.weights is None or not (store.root / found.weights).is_file():
-        return None
-    name = Path(found.weights).name
-    write_atomically(folder / name, (store.root / found.weights).read_bytes())
-    record = {**asdict(found), "weights": name}  # the record last: its presence marks a pin
-    write_atomically(folder / _RECORD, (json.dumps(record, indent=2) + "\n").encode())
+    with store.lock(f"start-{key}"):  # the lock the scorer trains a start network under
+        found = store.get(net, key)
+        if found is None or found.weights is None or not (store.root / found.weights).is_file():
+            return None
+        name = Path(found.weights).name
+        write_atomically(folder / name, (store.root / found.weights).read_bytes())
+        record = {**asdict(found), "weights": name}  # the record last: its presence marks a pin
+        write_atomically(folder / _RECORD, (json.dumps(record, indent=2) + "\n").encode())
     return folder / _RECORD
 
 
@@ -73,16 +83,29 @@ def restore_start(root: Path, store: EvalStore, net: str, key: str) -> bool:
             stacklevel=2,
         )
         return False
+    with store.lock(f"start-{key}"):  # the lock the scorer trains a start network under
+        return _restore_locked(path, record, store, net, key)
+
+
+def _restore_locked(
+    path: Path, record: dict[str, Any], store: EvalStore, net: str, key: str
+) -> bool:
     found = store.get(net, key)
+    kept = found is not None and found.weights and (store.root / found.weights).is_file()
     if found is not None and found.accuracy != record["accuracy"]:
+        fate = (
+            "the runs to come grow from the store's"
+            if kept
+            else "its weights file is gone, so the runs to come train one again under its name"
+        )
         warnings.warn(
             f"the store {store.path} holds a start network of its own at "
             f"{100 * found.accuracy:.3f}%, not the one pinned in {path} at "
-            f"{100 * record['accuracy']:.3f}%: the runs to come grow from the store's",
-            stacklevel=2,
+            f"{100 * record['accuracy']:.3f}%: {fate}",
+            stacklevel=3,
         )
         return False
-    if found is not None and found.weights and (store.root / found.weights).is_file():
+    if kept:
         return False  # the store has it already
     name = _checked_weights(path.parent / record["weights"])
     write_atomically(store.root / "weights" / name, (path.parent / record["weights"]).read_bytes())
@@ -104,7 +127,11 @@ def _checked_weights(file: Path) -> str:
         raise StoreError(f"the pinned start network's weights {file} are missing")
     data = file.read_bytes()
     expected = file.stem.removeprefix("sha256-")
-    if not hashlib.sha256(data).hexdigest().startswith(expected) or expected == file.stem:
+    if (
+        not expected
+        or expected == file.stem
+        or not hashlib.sha256(data).hexdigest().startswith(expected)
+    ):
         raise StoreError(f"the pinned weights {file} do not match the SHA-256 in their name")
     try:
         torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

@@ -51,7 +51,10 @@ def export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> f
     start = store.get(env.start_arch.to_string(), env.eval_config.start_key())
     store.close()
     env.close()
-    start_accuracy = start.accuracy if start else read_summary(out).get("start_accuracy")
+    # A run already summarised keeps the start it grew from: the store's may be newer (trained
+    # again, or a pinned one restored) when a finished run is read back.
+    recorded = read_summary(out).get("start_accuracy")
+    start_accuracy = recorded if recorded is not None else (start.accuracy if start else None)
     if state is None:
         warnings.warn(
             f"{out}: the store {store_path} holds no weights of the best network "

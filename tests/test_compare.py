@@ -13,6 +13,7 @@ import pytest
 
 import eas_gym.scorer
 from agents.compare import compare, report
+from agents.compare_table import _pct
 from agents.run_folder import load_checkpoint
 from agents.runner import SearchArgs, run_recheck, run_search
 from agents.stats import seeds_for_power
@@ -160,6 +161,7 @@ def test_agent_options_reach_the_agent(tmp_path):
         (["compare", "--agents", "reinforce[lrr=0.01],random"], "has no option 'lrr'"),
         (["compare", "--seeds", "0"], "`seeds` >= 1"),
         (["compare", "--recheck", "-1"], "`recheck` >= 0"),
+        (["compare", "--set", "store=elsewhere.sqlite"], "leave `store` out"),
         (["compare", "--agent-set", "evolution:population_size=5"], "not in --agents"),
         (["search", "--agent-set", "lr=abc"], "expected a number"),
         (["search", "--agent", "random", "--agent-set", "lr=0.1"], "valid options: none"),
@@ -273,6 +275,26 @@ def test_seeds_run_on_different_start_networks_are_named_in_the_table(tmp_path):
     assert result["start_accuracies"] == {"0": [start], "1": [start, start + 0.01]}
     line = (out / "report.md").read_text()
     assert (
-        f"start networks {100 * start:.2f}% (seed 0), "
-        f"{100 * start:.2f}/{100 * start + 1:.2f}% (seed 1)"
-    ) in line
+        f"start networks {_pct(start)}% (seed 0), {_pct(start)}/{_pct(start + 0.01)}% (seed 1)"
+        in line
+    )
+    assert [r["start_accuracy"] for r in result["runs"]["reinforce"]] == [start, start + 0.01]
+
+
+def test_a_finished_run_read_back_keeps_the_start_it_grew_from(tmp_path):
+    """A store whose start was trained again (or restored from a pin) must not relabel the
+    summaries of runs that grew from an earlier start network."""
+    out = tmp_path / "cmp"
+    kwargs = {"agents": ["random"], "nets": 4, "batch": 2, "progress": False, "test": False}
+    kwargs["env_kwargs"] = {"schedule": "WD", "reward_mode": "sparse"}
+    compare("EAS-Synthetic-v0", seeds=1, out=str(out), **kwargs)
+    summary_path = out / "random" / "seed-0" / "summary.json"
+    earlier = json.loads(summary_path.read_text())["start_accuracy"] - 0.05
+    summary_path.write_text(
+        json.dumps({**json.loads(summary_path.read_text()), "start_accuracy": earlier})
+    )
+    compare("EAS-Synthetic-v0", seeds=2, out=str(out), **kwargs)
+    assert json.loads(summary_path.read_text())["start_accuracy"] == earlier
+    result = json.loads((out / "compare.json").read_text())
+    assert result["start_accuracies"]["0"] == [earlier]
+    assert result["start_accuracies"]["1"] == [earlier + 0.05]

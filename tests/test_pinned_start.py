@@ -78,11 +78,30 @@ def test_a_pin_of_another_start_or_configuration_is_not_used(tmp_path):
     with pytest.warns(UserWarning, match="not this comparison's start"):
         assert not restore_start(tmp_path / "cmp", fresh, NET, "otherkey")
     assert fresh.get(NET, "otherkey") is None and len(fresh) == 0
+    other = EvalStore(tmp_path / "c" / "store.sqlite")
+    weights = other.save_weights(NET, "otherkey", {"w": torch.zeros(2)})
+    other.put(Evaluation(NET, "otherkey", 0.4, weights=weights))
+    with pytest.warns(UserWarning, match="it stays, and this start is not pinned"):
+        assert pin_start(tmp_path / "cmp", other, NET, "otherkey") is None
+
+
+def test_a_store_row_of_another_accuracy_without_its_weights_is_named_as_such(tmp_path):
+    source, _ = _store_with_start(tmp_path / "a" / "store.sqlite", accuracy=0.35)
+    pin_start(tmp_path / "cmp", source, NET, KEY)
+    store, _ = _store_with_start(tmp_path / "b" / "store.sqlite", accuracy=0.36, seed=1)
+    (store.root / store.get(NET, KEY).weights).unlink()
+    with pytest.warns(UserWarning, match="its weights file is gone, so the runs to come train"):
+        assert not restore_start(tmp_path / "cmp", store, NET, KEY)
 
 
 @pytest.mark.parametrize(
     ("damage", "message"),
-    [("missing", "are missing"), ("altered", "do not match"), ("not weights", "read as weights")],
+    [
+        ("missing", "are missing"),
+        ("altered", "do not match"),
+        ("no checksum", "do not match"),
+        ("not weights", "read as weights"),
+    ],
 )
 def test_damaged_pinned_weights_are_refused(tmp_path, damage, message):
     source, _ = _store_with_start(tmp_path / "a" / "store.sqlite")
@@ -95,6 +114,9 @@ def test_damaged_pinned_weights_are_refused(tmp_path, damage, message):
         data = bytearray(weights.read_bytes())
         data[-10] ^= 0xFF
         weights.write_bytes(bytes(data))
+    elif damage == "no checksum":  # an empty SHA-256 prefix matches every file
+        weights.rename(record_path.parent / "sha256-.pt")
+        record_path.write_text(json.dumps({**record, "weights": "sha256-.pt"}))
     else:  # bytes whose name matches their hash, but no weights
         junk = b"not a torch file"
         name = f"sha256-{hashlib.sha256(junk).hexdigest()[:40]}.pt"
