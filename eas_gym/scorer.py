@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,8 +203,16 @@ class ChildScorer:
             state = net.state_dict()
             weights = self.store.save_weights(net_string, key, state)
             if found is not None:  # its weights file was lost: point the row at the new one
-                self.store.set_weights(found, weights)
-                accuracy = found.accuracy
+                if accuracy != found.accuracy:  # the row must describe the weights it names
+                    warnings.warn(
+                        f"the start network {net_string}'s weights file was lost; trained "
+                        f"again it scores {100 * accuracy:.3f}%, not the "
+                        f"{100 * found.accuracy:.3f}% its row recorded: the row now says "
+                        f"{100 * accuracy:.3f}% (children stored earlier grew from the lost "
+                        "weights)",
+                        stacklevel=2,
+                    )
+                self.store.set_weights(dataclasses.replace(found, accuracy=accuracy), weights)
             else:
                 self.store.put(
                     Evaluation(

@@ -235,12 +235,21 @@ class EvalStore:
             )
 
     def set_weights(self, evaluation: Evaluation, weights: str) -> None:
-        """Point `evaluation`'s row at new weights (its file was lost and it was retrained)."""
+        """Point `evaluation`'s row at new weights, with `evaluation`'s accuracy for them.
+
+        For a network whose weights file was lost and that was trained again.
+        """
         with self._writing(f"the weights of {evaluation.net}"):
             self._conn.execute(
-                "UPDATE evaluations SET weights = ? WHERE net = ? AND config_key = ? "
-                "AND lineage = ?",
-                (weights, evaluation.net, evaluation.config_key, evaluation.lineage),
+                "UPDATE evaluations SET weights = ?, accuracy = ? WHERE net = ? "
+                "AND config_key = ? AND lineage = ?",
+                (
+                    weights,
+                    evaluation.accuracy,
+                    evaluation.net,
+                    evaluation.config_key,
+                    evaluation.lineage,
+                ),
             )
 
     def all(self, key: str | None = None) -> list[Evaluation]:

@@ -80,7 +80,7 @@ class Store(Protocol):
         """Record `evaluation` (first writer wins, except over an out-of-memory row)."""
 
     def set_weights(self, evaluation: Evaluation, weights: str) -> None:
-        """Point `evaluation`'s row at new weights."""
+        """Point `evaluation`'s row at new weights, with `evaluation`'s accuracy for them."""
 
     def all(self, key: str | None = None) -> list[Evaluation]:
         """Every stored evaluation (under `key` if given), oldest first."""

@@ -118,3 +118,32 @@ def test_verify_warns_only_when_exactness_was_expected():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # noise on: a change is expected, no warning
         scorer.verify(arch, state, parent_logits + 1.0, exact=False)
+
+
+@pytest.mark.parametrize("recorded", ["same", "other"])
+def test_a_start_net_trained_again_records_its_own_accuracy(tmp_path, recorded):
+    """Its weights file lost, the start net is trained again; its row then names the new
+    weights and what they score, warning when that differs from what it recorded before."""
+    store_path = str(tmp_path / "store.sqlite")
+    env = gym.make("EAS-Synthetic-v0", store=store_path, schedule="W")
+    env.reset(seed=0)
+    key, net = env.unwrapped.eval_config.start_key(), env.unwrapped.start_arch.to_string()
+    env.close()
+    store = EvalStore(store_path)
+    row = store.get(net, key)
+    trained = row.accuracy
+    (store.root / row.weights).unlink()
+    if recorded == "other":  # as if the lost weights had scored otherwise
+        store._conn.execute("UPDATE evaluations SET accuracy = 0.01 WHERE net = ?", (net,))
+    again = gym.make("EAS-Synthetic-v0", store=store_path, schedule="W")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again.reset(seed=0)
+    again.close()
+    lost = [w for w in caught if "weights file was lost" in str(w.message)]
+    assert len(lost) == (recorded == "other")
+    if lost:
+        assert "not the 1.000% its row recorded" in str(lost[0].message)
+    row = EvalStore(store_path).get(net, key)
+    assert row.accuracy == trained  # the synthetic start retrains bit for bit
+    assert (store.root / row.weights).is_file()
