@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import re
+import sys
 from typing import Any
 
 from eas_gym.settings import parse_value
@@ -78,13 +80,38 @@ def load_agent_class(name: str) -> type:
         )
     module_name, _, class_name = target.partition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
+        cls = getattr(_import_from_here(module_name), class_name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load agent {name!r}: {e}") from e
     missing = [m for m in _PROTOCOL_METHODS if not callable(getattr(cls, m, None))]
     if missing:
         raise ValueError(f"agent {name!r} does not implement {missing} (see agents.base.Agent)")
     return cls
+
+
+def _import_from_here(module_name: str) -> Any:
+    """Import a module, also from the working directory (as ``python -m`` would).
+
+    An installed console script does not put the working directory on ``sys.path``, so a
+    user's ``my_agent.py`` next to them would not load as ``--agent my_agent:Cls`` otherwise.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        here = os.getcwd()
+        if here in sys.path or not _is_missing(e, module_name):
+            raise
+        sys.path.append(here)  # after site-packages: nothing installed is shadowed
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as again:
+            sys.path.remove(here)
+            raise again from None
+
+
+def _is_missing(error: ModuleNotFoundError, module_name: str) -> bool:
+    """Whether `error` is about `module_name` (or a parent package) itself, not its imports."""
+    return error.name is not None and (module_name + ".").startswith(error.name + ".")
 
 
 def parse_agent_spec(spec: str, options: list[str] | tuple[str, ...] = ()) -> AgentSpec:
@@ -140,7 +167,13 @@ def _constructor_options(cls: type) -> dict[str, str]:
 
 
 def _parse_sb3_options(name: str, items: list[str]) -> dict[str, Any]:
-    from agents.sb3 import algo_class
+    try:
+        from agents.sb3 import algo_class
+    except ImportError as e:
+        raise ValueError(
+            f"agent {name!r} needs stable-baselines3 and sb3-contrib ({e}): "
+            'pip install "eas-gym[sb3]"'
+        ) from e
 
     params = inspect.signature(algo_class(name).__init__).parameters
     allowed = sorted(n for n in params if n not in ("self", "policy", "env", "seed", "kwargs"))

@@ -202,6 +202,10 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_IMAGES = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257}
+"""Images in each dataset's official training split (validation comes out of it)."""
+
+
 def _describe(kwargs: dict[str, Any]) -> str:
     """One line: space, data, protocol of a registered id's arguments."""
     space = f"space {kwargs.get('space', 'paper')}"
@@ -213,9 +217,11 @@ def _describe(kwargs: dict[str, Any]) -> str:
         n = kwargs.get(key) or paper
         return f"{n // 1000}k" if n >= 1000 else str(n)
 
+    dataset, val = kwargs.get("dataset", "cifar10"), kwargs.get("val_size") or 5000
     pixels = f"{kwargs.get('image_size') or 32}px"
     augment = "" if kwargs.get("augment", True) else ", no augmentation"
-    data = f"{kwargs.get('dataset', 'cifar10')} {count('train_size', 45000)}/"
+    # train_size None trains on every training image outside the validation set
+    data = f"{dataset} {count('train_size', _TRAIN_IMAGES.get(dataset, 50000) - val)}/"
     data += f"{count('val_size', 5000)} {pixels}{augment}"
     reward, epochs = kwargs.get("reward_mode", "dense"), kwargs.get("epochs", 20.0)
     return f"{space}; {data}; {reward} reward, {epochs:g}-epoch fine-tunes"

@@ -116,6 +116,46 @@ def test_user_errors_are_one_line(argv, message, tmp_path, capsys):
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def _without_working_dir_on_path(monkeypatch, folder):
+    """Run as the installed script does: `folder` is the working dir and not on sys.path."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(folder))])
+
+
+def test_an_agent_module_in_the_working_dir_loads(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_widen_agent.py").write_text(
+        "from agents.random_search import RandomSearch\n\n\nclass Mine(RandomSearch):\n    pass\n"
+    )
+    _without_working_dir_on_path(monkeypatch, tmp_path)
+    monkeypatch.delitem(sys.modules, "my_widen_agent", raising=False)
+    try:
+        argv = ["search", "--env", "EAS-Surrogate-v0", "--agent", "my_widen_agent:Mine"]
+        assert main([*argv, "--nets", "2", "--batch", "2", "--out", "r", "--no-progress"]) == 0
+    finally:
+        sys.modules.pop("my_widen_agent", None)
+    assert "2 networks; best" in capsys.readouterr().out
+
+
+def test_an_agent_module_whose_own_import_fails_names_what_is_missing(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "broken_agent.py").write_text("import no_such_dependency_xyz\n")
+    _without_working_dir_on_path(monkeypatch, tmp_path)
+    argv = ["search", "--env", "EAS-Surrogate-v0", "--agent", "broken_agent:X", "--out", "r"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "No module named 'no_such_dependency_xyz'" in err and "Traceback" not in err
+    assert str(tmp_path) not in sys.path  # the failed attempt leaves sys.path as it was
+
+
+def test_an_sb3_agent_without_sb3_installed_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "agents.sb3", None)  # import of it raises ImportError
+    argv = ["search", "--env", "EAS-Surrogate-v0", "--agent", "ppo", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "eas-gym[sb3]"' in err and err.count("\n") == 1
+
+
 def test_run_folder_from_other_settings_is_refused(tmp_path, capsys):
     out = str(tmp_path / "run")
     base = ["search", "--env", "EAS-Surrogate-v0", "--nets", "2", "--batch", "2", "--out", out]
@@ -186,6 +226,9 @@ def test_list_prints_every_id(capsys):
     out = capsys.readouterr().out
     assert "EAS-CIFAR10-CPU-v2" in out and "EAS-Surrogate-v0" in out
     assert all(line.count(";") >= 2 for line in out.strip().splitlines())
+    lines = {line.split()[0]: line for line in out.strip().splitlines()}
+    assert "cifar10 45k/5k 32px" in lines["EAS-CIFAR10-v0"]
+    assert "svhn 68k/5k 32px" in lines["EAS-SVHN-v0"]  # 73,257 training images less 5k
 
 
 @pytest.mark.parametrize(
