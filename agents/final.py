@@ -14,8 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from eas_gym.data import load_dataset
-from eas_gym.env import NUM_CLASSES
+from eas_gym.data import dataset_classes, load_dataset
 from eas_gym.export import load_arch, load_state, save_model
 from eas_gym.family import AnyArch, build_model, parse_net
 from eas_gym.train import TrainConfig, fine_tune
@@ -77,9 +76,7 @@ def final_train(
     dataset = dataset or run_env.get("dataset", "cifar10")
     image_size = image_size or run_env.get("image_size")
     data_dir = data_dir or run_env.get("data_dir")
-    num_classes = NUM_CLASSES.get(dataset)
-    if num_classes is None:
-        raise ValueError(f"`dataset` must be one of {tuple(NUM_CLASSES)}, got {dataset!r}")
+    num_classes = dataset_classes(dataset)  # a ValueError for an unknown name or path
     if arch is None:
         arch = parse_net(target, num_classes=num_classes)
     state = None if scratch or folder is None else load_state(folder)

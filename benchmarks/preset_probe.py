@@ -31,7 +31,9 @@ Progress (one line per evaluated child) goes to stderr. Every evaluated child is
 ``OUT_DIR/NAME.jsonl`` as it finishes, and a rerun skips the records already there, so an
 interrupted probe resumes (the store under ``OUT_DIR/stores`` also keeps the start network).
 Works for any registered id and dataset, DenseNet included (kernel policies are skipped where
-the space has one kernel).
+the space has one kernel), and on your own data: ``--set dataset=PATH`` takes an ``.npz`` file or
+an ``ImageFolder`` directory (:mod:`eas_gym.own_data`), with ``--set train_size=...``,
+``val_size``, ``image_size`` to fit it.
 """
 
 from __future__ import annotations

@@ -28,6 +28,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eas_gym.batches import iterate_batches
+from eas_gym.own_data import (
+    BUILTIN_DATASETS,
+    check_own_dataset,
+    dataset_identity,
+    is_own_dataset,
+    load_own,
+    own_classes,
+)
 from eas_gym.splits import DataBundle, Split, resolve_device
 from eas_gym.synthetic import SYNTHETIC_SEED, make_synthetic
 
@@ -36,6 +44,8 @@ __all__ = [
     "DataBundle",
     "DatasetNotFoundError",
     "check_dataset",
+    "dataset_classes",
+    "dataset_identity",
     "Split",
     "default_data_dir",
     "iterate_batches",
@@ -44,8 +54,10 @@ __all__ = [
     "resolve_device",
 ]
 
-DATASETS = ("cifar10", "cifar100", "svhn", "synthetic")
-"""Names accepted by :func:`load_dataset`."""
+DATASETS = BUILTIN_DATASETS
+"""The built-in names accepted by :func:`load_dataset` (a path to your own dataset is too)."""
+
+_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
 
 PAPER_VAL_SIZE = 5000
 SPLIT_SEED = 88
@@ -61,6 +73,13 @@ def default_data_dir() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "eas_gym" / "data"
+
+
+def dataset_classes(name: str) -> int:
+    """The number of classes of a built-in dataset, or of your own (read from its labels)."""
+    if is_own_dataset(name):
+        return own_classes(name)
+    return _CLASSES[name]
 
 
 # ---- loading -------------------------------------------------------------------------------
@@ -86,7 +105,8 @@ def load_dataset(
     alone decides the validation set.
 
     Args:
-        name: ``"cifar10"``, ``"cifar100"``, ``"svhn"`` or ``"synthetic"``.
+        name: ``"cifar10"``, ``"cifar100"``, ``"svhn"``, ``"synthetic"``, or a path to your own
+            dataset: an ``.npz`` file or an ``ImageFolder`` directory (:mod:`eas_gym.own_data`).
         data_dir: Folder holding torchvision's files (``cifar-10-batches-py/``,
             ``cifar-100-python/``, ``train_32x32.mat``...). Defaults to :func:`default_data_dir`.
         train_size: Training images, class-balanced. None: all but the validation set (the
@@ -107,8 +127,8 @@ def load_dataset(
         ValueError: For an unknown `name` or impossible sizes.
         DatasetNotFoundError: When the files are missing and `download` is False or failed.
     """
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset `name` {name!r}; expected one of {DATASETS}")
+    if is_own_dataset(name):
+        check_own_dataset(name)  # a ValueError naming what is allowed
     if train_size is not None and train_size < 1:
         raise ValueError(f"Expected `train_size` >= 1, got {train_size}")
     for label, value in (("val_size", val_size), ("test_size", test_size)):
@@ -128,8 +148,11 @@ def load_dataset(
         )
         num_classes = 10
     else:
-        root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-        pool, test, num_classes = _load_torchvision(name, root, download)
+        if is_own_dataset(name):
+            pool, test, num_classes = load_own(name)
+        else:
+            root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+            pool, test, num_classes = _load_torchvision(name, root, download)
         if image_size is not None and image_size != pool.images.shape[-1]:
             pool = Split(_resize(pool.images, image_size), pool.labels)
             test = Split(_resize(test.images, image_size), test.labels)
@@ -197,6 +220,8 @@ def _channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
 
 def _resize(images: Tensor, size: int) -> Tensor:
     """Antialiased bilinear resize of uint8 (N, C, H, W) to (N, C, size, size), in chunks."""
+    if len(images) == 0:
+        return images.new_empty((0, images.shape[1], size, size))
     out = [
         F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
         .round_()
@@ -282,8 +307,12 @@ def _missing_message(title: str, root: Path, files: list[str], url: str, missing
 def check_dataset(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -> None:
     """Raise :class:`DatasetNotFoundError` now, before any work, if `name`'s files are missing.
 
-    The synthetic set needs no files; with `download` torchvision fetches what is missing.
+    The synthetic set needs no files; with `download` torchvision fetches what is missing. A
+    path to your own dataset must exist (a ValueError otherwise).
     """
+    if is_own_dataset(name):
+        check_own_dataset(name)
+        return
     if name == "synthetic" or download:
         return
     if name not in _FILES:

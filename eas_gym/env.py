@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from eas_gym.data import DATASETS, resolve_device
+from eas_gym.data import dataset_classes, dataset_identity, resolve_device
 from eas_gym.eval_config import EvalConfig, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
 from eas_gym.net2net import WIDER, StateDict, parse_schedule
+from eas_gym.own_data import check_own_dataset, is_own_dataset
 from eas_gym.render import architecture_image
 from eas_gym.reward import COSTS, REWARDS, reward
 from eas_gym.scorer import CACHE_BY, ChildScorer
@@ -30,6 +31,7 @@ from eas_gym.train import TrainConfig
 __all__ = ["EASEnv", "NUM_CLASSES"]
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
+"""Classes of the built-in datasets (your own: :func:`eas_gym.data.dataset_classes`)."""
 _REWARD_MODES = ("dense", "sparse")
 _EVALUATORS = ("train", "surrogate")
 ObsType = dict[str, Any]
@@ -171,7 +173,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     | Parameter | Type | Default | Description |
     |---|---|---|---|
-    | dataset | str | "cifar10" | cifar10, cifar100, svhn or synthetic |
+    | dataset | str | "cifar10" | cifar10, cifar100, svhn, synthetic, or your own (a path) |
     | data_dir | str or None | None | dataset folder; else ``$EAS_DATA_DIR``, else a cache |
     | download | bool | False | let torchvision download missing files |
     | train_size, val_size | int or None | None | class-balanced subsets (paper: 45k / 5k) |
@@ -240,8 +242,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         render_mode: str | None = None,
     ) -> None:
         check_env_arguments({k: v for k, v in locals().items() if k != "self"})
+        if is_own_dataset(dataset):
+            check_own_dataset(dataset)  # a ValueError naming the built-in names and formats
         for label, value, allowed in (
-            ("dataset", dataset, DATASETS),
             ("space", space, tuple(FAMILIES)),
             ("reward_mode", reward_mode, _REWARD_MODES),
             ("reward_shape", reward_shape, REWARDS),
@@ -256,7 +259,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.search_space = self.family.space
         start = self.family.start.to_string() if start_net is None else start_net
         try:
-            self.start_arch = self.family.parse(start, NUM_CLASSES[dataset])
+            self.start_arch = self.family.parse(start, dataset_classes(dataset))
         except ValueError as e:
             raise ValueError(f"`start_net` {start!r}: {e}") from e
         self.family.check(self.start_arch)
@@ -267,7 +270,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.device = resolve_device(device)
         data_sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
         self.eval_config = EvalConfig(
-            dataset=dataset,
+            dataset=dataset_identity(dataset),  # your own: its file name and content hash
             **data_sizes,
             evaluator=evaluator,
             start_net=self.start_arch.to_string(),

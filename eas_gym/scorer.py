@@ -282,6 +282,7 @@ class ChildScorer:
     def test_accuracy(self, arch: AnyArch, lineage: str | None = None) -> float | None:
         """Test-split accuracy of `arch`'s stored (fine-tuned) weights; None if none were kept.
 
+        None too when the dataset has no test images (your own may have none).
         `lineage` picks the evaluation (None: the newest with weights). The surrogate evaluator
         has no test set: its accuracy is the surrogate's value.
         """
@@ -297,8 +298,10 @@ class ChildScorer:
         weights = None if found is None else self.store.load_weights(found)
         if weights is None:
             return None
-        net = self.family.build(arch, weights).to(self.device)
         data = self._dataset()
+        if len(data.test) == 0:
+            return None
+        net = self.family.build(arch, weights).to(self.device)
         accuracy, _ = evaluate(net, data.test.to(self.device), mean=data.mean, std=data.std)
         return accuracy
 

@@ -98,6 +98,25 @@ def test_train_a_found_network(tmp_path, capsys):
     assert (tmp_path / "final" / "weights.pt").exists()
 
 
+def test_search_and_train_on_your_own_npz(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (80, 16, 16, 3), dtype=np.uint8), np.arange(80) % 4
+    np.savez(tmp_path / "mine.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+    own = ["--set", f"dataset={tmp_path / 'mine.npz'}", "--set", "train_size=40"]
+    out = tmp_path / "run"
+    argv = ["search", *SYNTHETIC, *own, "--set", "val_size=20", "--agent", "random"]
+    assert main([*argv, "--nets", "2", "--batch", "2", "--out", str(out), "--no-progress"]) == 0
+    assert load_model(out / "best")(torch.rand(2, 3, 16, 16)).shape == (2, 4)  # its 4 classes
+    capsys.readouterr()
+    assert main(["train", str(out), "--epochs", "0.5", "--out", str(tmp_path / "final")]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["dataset"] == str(tmp_path / "mine.npz")
+    assert record["train_images"] == 80  # all of them, validation images included
+    assert 0.0 <= record["test_accuracy"] <= 1.0
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -108,6 +127,7 @@ def test_train_a_found_network(tmp_path, capsys):
         (["search", "--env", "EAS-Surrogate-v0", "--set", "oops"], "key=value"),
         (["show", "/nonexistent/run"], "not a run folder"),
         (["train", "C4-3 XP GAP", "--dataset", "synthetic"], "bad token 'XP'"),
+        (["search", *SYNTHETIC, "--set", "dataset=no/such.npz"], "'no/such.npz': does not exist"),
     ],
 )
 def test_user_errors_are_one_line(argv, message, tmp_path, capsys):

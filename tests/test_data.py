@@ -59,7 +59,7 @@ def fake_cifar10(tmp_path, monkeypatch):
 
 
 def test_bad_name_raises_value_error_naming_it():
-    with pytest.raises(ValueError, match=r"`name` 'mnist'.*cifar10.*synthetic"):
+    with pytest.raises(ValueError, match=r"'mnist'.*does not exist.*cifar10.*synthetic.*\.npz"):
         load_dataset("mnist")
     assert DATASETS == ("cifar10", "cifar100", "svhn", "synthetic")
 
