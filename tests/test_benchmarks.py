@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
@@ -64,6 +66,19 @@ def test_preset_probe_smoke(tmp_path):
     )
     assert again["policies"] == report["policies"]
     assert len((tmp_path / "smoke.jsonl").read_text().splitlines()) == 7
+
+
+def test_child_cost_smoke(tmp_path):
+    records = tmp_path / "children.jsonl"
+    nets = ["C4-3 MP C4-3 MP C8-3 GAP FC8", "C4-3 MP C4-3 MP C4-3 GAP FC8"]
+    records.write_text("".join(json.dumps({"net": n, "cache_hit": False}) + "\n" for n in nets))
+    report = run_benchmark(
+        "child_cost.py", "--env", "EAS-Synthetic-v0", "--records", str(records), "--nets", "5"
+    )
+    assert report["nets"] == 2 and [p["net"] for p in report["per_net"]] == nets
+    for p in report["per_net"]:  # one epoch of the preset's 1, plus an evaluation
+        assert p["child"] == pytest.approx(p["epoch"] + p["evaluation"], abs=0.01)
+    assert report["median_over_start"] > 0
 
 
 def test_reuse_vs_scratch_smoke(tmp_path):
