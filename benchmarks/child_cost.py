@@ -9,7 +9,8 @@ the first ``--nets`` networks trained in ``--records`` (any JSON-lines file with
 field: a run's ``children.jsonl``, a probe's records) this times one epoch of fine-tuning (one
 thread unless ``--threads``) and one evaluation, and estimates the child as ``epochs x epoch +
 evaluation`` after a tenth of an epoch of warm-up (checked against full 17-epoch fine-tunes in
-RESULTS.md). The preset's start network is timed the same way as a reference.
+RESULTS.md). The preset's start network is timed the same way as a reference, before, halfway
+and after the networks (the median of the three counts).
 
 Seconds differ between hosts (this project's machine ran the same code 2.1x slower on one day
 than on another), so the JSON line also gives the median child in start networks
@@ -80,13 +81,17 @@ def main() -> None:
     if not rows:
         parser.error(f"--records {args.records}: no trained networks (lines with a `net`)")
 
-    reference = child_seconds(env.start_arch, family, data, config)
+    # the reference before, halfway and after, so that a host slowing down midway shows
+    references = [child_seconds(env.start_arch, family, data, config)["child"]]
     per_net = []
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         arch = family.parse(row["net"], env.start_arch.num_classes)
         measured = child_seconds(arch, family, data, config)
         per_net.append({"net": row["net"], **measured, "recorded": row.get("train_seconds")})
         print(f"{measured['child']:7.1f}s  {row['net']}", file=sys.stderr, flush=True)
+        if number in (len(rows) // 2, len(rows)):
+            references.append(child_seconds(env.start_arch, family, data, config)["child"])
+    reference = statistics.median(references)
     children = [p["child"] for p in per_net]
     median = statistics.median(children)
     print(
@@ -105,8 +110,9 @@ def main() -> None:
                     "min": round(min(children), 1),
                     "max": round(max(children), 1),
                 },
-                "start_net_child_seconds": reference["child"],
-                "median_over_start": round(median / reference["child"], 2),
+                "start_net_child_seconds": round(reference, 2),
+                "start_net_measurements": references,
+                "median_over_start": round(median / reference, 2),
                 "per_net": per_net,
             }
         )
