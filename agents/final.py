@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import torch
 from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from eas_gym.data import dataset_classes, load_dataset
+from eas_gym.data import dataset_classes, dataset_identity, load_dataset
 from eas_gym.export import load_arch, load_state, save_model
 from eas_gym.family import AnyArch, build_model, parse_net
+from eas_gym.own_data import is_own_dataset
 from eas_gym.train import TrainConfig, fine_tune
 
 __all__ = ["final_train", "resolve_target"]
@@ -41,6 +43,17 @@ def resolve_target(target: str) -> tuple[AnyArch | None, Path | None, dict[str, 
     if path.exists():
         raise FileNotFoundError(f"{target} is neither a run folder nor a saved model folder")
     return None, None, {}
+
+
+def _warn_if_the_data_changed(config: Path, dataset: str) -> None:
+    """Warn when a run searched your own dataset and the file now holds other data."""
+    recorded = json.loads(config.read_text()).get("dataset_identity") if config.is_file() else None
+    if recorded is not None and is_own_dataset(dataset) and dataset_identity(dataset) != recorded:
+        warnings.warn(
+            f"{dataset} is not the data the run searched ({recorded}); its contents changed "
+            f"(now {dataset_identity(dataset)})",
+            stacklevel=3,
+        )
 
 
 def final_train(
@@ -77,6 +90,7 @@ def final_train(
     image_size = image_size or run_env.get("image_size")
     data_dir = data_dir or run_env.get("data_dir")
     num_classes = dataset_classes(dataset)  # a ValueError for an unknown name or path
+    _warn_if_the_data_changed(Path(target) / "config.json", dataset)
     if arch is None:
         arch = parse_net(target, num_classes=num_classes)
     state = None if scratch or folder is None else load_state(folder)

@@ -152,7 +152,13 @@ def _comparable(config: Mapping[str, Any], key: str) -> Any:
         return None
     value = config.get(key)
     if key == "env_kwargs" and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in _PATH_ENV_KWARGS}
+        # the path to your own dataset may change too: `dataset_identity` compares its contents
+        own = "dataset_identity" in config
+        return {
+            k: v
+            for k, v in value.items()
+            if k not in _PATH_ENV_KWARGS and not (own and k == "dataset")
+        }
     return value
 
 

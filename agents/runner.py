@@ -140,6 +140,7 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     spec = resolve_agent(args)  # fail before creating the run folder
     _check_executor(args, spec)
     check_env_args(args.env_id, args.env_kwargs)
+    args.env_kwargs = absolute_dataset_path(args.env_kwargs)
     out = Path(args.out)
     check_config(out, _config_record(args, spec))
     store = args.store or str(out / "store.sqlite")
@@ -209,9 +210,26 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
 
 
 def _config_record(args: SearchArgs, spec: AgentSpec) -> dict[str, Any]:
+    from eas_gym.data import dataset_identity
+    from eas_gym.own_data import is_own_dataset
+
     record = dataclasses.asdict(args)
     record["agent"], record["agent_options"] = spec.name, spec.options
+    dataset = args.env_kwargs.get("dataset")
+    if isinstance(dataset, str) and is_own_dataset(dataset):
+        # a resume compares the data, not the path: an edited file is refused, a moved one is not
+        record["dataset_identity"] = dataset_identity(dataset)
     return record
+
+
+def absolute_dataset_path(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`env_kwargs` with a path to your own dataset made absolute (run folders, other dirs)."""
+    from eas_gym.own_data import is_own_dataset
+
+    dataset = env_kwargs.get("dataset")
+    if not (isinstance(dataset, str) and is_own_dataset(dataset)):
+        return env_kwargs
+    return {**env_kwargs, "dataset": str(Path(dataset).expanduser().resolve())}
 
 
 def _check_executor(args: SearchArgs, spec: AgentSpec) -> None:

@@ -188,6 +188,8 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(json.dumps(result))
+    if result["test_accuracy"] is None and not result["diverged"]:
+        print("no test images in this dataset: test accuracy not reported", file=sys.stderr)
     print(f"trained network saved to {result['saved_to']}", file=sys.stderr)
     return 0
 

@@ -153,7 +153,7 @@ def load_dataset(
         else:
             root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
             pool, test, num_classes = _load_torchvision(name, root, download)
-        if image_size is not None and image_size != pool.images.shape[-1]:
+        if image_size is not None and pool.images.shape[-2:] != (image_size, image_size):
             pool = Split(_resize(pool.images, image_size), pool.labels)
             test = Split(_resize(test.images, image_size), test.labels)
 

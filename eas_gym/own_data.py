@@ -5,10 +5,11 @@ Wherever a dataset name goes (``gym.make(ID, dataset=...)``, ``--set dataset=...
 
 * an ``.npz`` file (``numpy.savez``) in Keras's layout: ``x_train`` and ``y_train``, optionally
   ``x_test`` and ``y_test``. Images are uint8, ``(N, H, W, C)`` or ``(N, C, H, W)`` with C in
-  (1, 3), or ``(N, H, W)``; labels are integers ``0 .. K-1``, every class among the training
-  images;
+  (1, 3), or ``(N, H, W)``; labels are integers ``0 .. K-1``, ``(N,)`` or ``(N, 1)`` (as
+  Keras's loaders give), every class among the training images;
 * a folder in torchvision's ``ImageFolder`` layout (``train/CLASS/*.png`` and optionally
-  ``test/CLASS/*.png``, or ``CLASS/*.png`` directly: then every image is a training image). Any
+  ``test/CLASS/*.png`` or ``val/CLASS/*.png``, the test images; or ``CLASS/*.png`` directly:
+  then every image is a training image). Any
   format PIL reads; classes are numbered in sorted folder-name order, as ``ImageFolder`` does.
   All images must share one size (``image_size`` then resizes them, as for the built-in sets).
 
@@ -18,7 +19,9 @@ the test split is empty (and test accuracy is not reported).
 
 In the store a file dataset is known by its name and the SHA-256 of its contents
 (:func:`dataset_identity`), so an edited file never reuses results of the old one, while a copy
-of the same file elsewhere does.
+under the same name elsewhere does; a run folder compares the same identity when it resumes.
+Paths are made absolute for run folders and Ray actors; on a cluster the dataset must be at that
+path on every node.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def is_own_dataset(name: str) -> bool:
 def check_own_dataset(name: str) -> Path:
     """`name` as an existing path of a supported kind; a ValueError saying what is allowed."""
     path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".npz":
+    if path.is_file() and path.suffix.lower() == ".npz":
         return path
     if path.is_dir():
         return path
@@ -111,8 +114,9 @@ def load_own(name: str) -> tuple[Split, Split, int]:
 
 def _require(arrays: np.lib.npyio.NpzFile, path: Path) -> None:
     missing = [k for k in ("x_train", "y_train") if k not in arrays.files]
-    if "x_test" in arrays.files and "y_test" not in arrays.files:
-        missing.append("y_test")
+    for have, need in (("x_test", "y_test"), ("y_test", "x_test")):
+        if have in arrays.files and need not in arrays.files:
+            missing.append(need)
     if missing:
         raise ValueError(
             f"{path} lacks {', '.join(missing)}; it holds {sorted(arrays.files)}; expected "
@@ -120,7 +124,13 @@ def _require(arrays: np.lib.npyio.NpzFile, path: Path) -> None:
         )
 
 
+def _labels(labels: np.ndarray) -> np.ndarray:
+    """Labels as 1-D: Keras's loaders give (N, 1)."""
+    return labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
+
+
 def _label_count(labels: np.ndarray, path: Path) -> int:
+    labels = _labels(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0:
         raise ValueError(
             f"{path}: expected y_train to be a non-empty 1-D integer array, got dtype "
@@ -131,10 +141,16 @@ def _label_count(labels: np.ndarray, path: Path) -> int:
     count = int(labels.max()) + 1
     if count < 2:
         raise ValueError(f"{path}: expected at least 2 classes, y_train has {count}")
+    empty = np.flatnonzero(np.bincount(labels, minlength=count) == 0).tolist()
+    if empty:
+        raise ValueError(
+            f"{path}: y_train has no images of classes {empty} (labels must be 0..K-1, each used)"
+        )
     return count
 
 
 def _split(images: np.ndarray, labels: np.ndarray, classes: int, path: Path, part: str) -> Split:
+    labels = _labels(labels)
     if images.dtype != np.uint8:
         raise ValueError(
             f"{path}: expected x_{part} to be uint8 pixels (0-255), got {images.dtype}; "
@@ -175,18 +191,30 @@ def _empty_like(split: Split) -> Split:
 # ---- image folders -------------------------------------------------------------------------
 
 
+_HELD_OUT = ("test", "val")  # the first found is the test split, as torchvision's layouts name it
+
+
 def _train_folder(root: Path) -> Path:
-    return root / "train" if (root / "train").is_dir() else root
-
-
-def _class_names(folder: Path) -> list[str]:
-    names = sorted(
-        entry.name for entry in os.scandir(folder) if entry.is_dir() and entry.name != "test"
-    )
-    if len(names) < 2:
+    if (root / "train").is_dir():
+        return root / "train"
+    held_out = [name for name in _HELD_OUT if (root / name).is_dir()]
+    if held_out:
         raise ValueError(
-            f"{folder}: expected one folder per class (at least 2), found {names}; a dataset "
-            f"folder is {FORMATS}"
+            f"{root} has {held_out[0]}/ but no train/: put the training images in "
+            f"{root / 'train'}/CLASS/ (or every image in {root}/CLASS/, with no {held_out[0]}/)"
+        )
+    return root
+
+
+def _class_names(folder: Path, *, at_least: int = 2) -> list[str]:
+    """Class folders of `folder`, sorted (hidden folders such as .ipynb_checkpoints skipped)."""
+    names = sorted(
+        entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name[0] == "."
+    )
+    if len(names) < at_least:
+        raise ValueError(
+            f"{folder}: expected one folder per class (at least {at_least}), found {names}; a "
+            f"dataset folder is {FORMATS}"
         )
     return names
 
@@ -203,12 +231,15 @@ def _load_folder(root: Path) -> tuple[Split, Split, int]:
     train_folder = _train_folder(root)
     names = _class_names(train_folder)
     parts = {"train": train_folder}
-    if train_folder != root and (root / "test").is_dir():
-        parts["test"] = root / "test"
+    held_out = [root / name for name in _HELD_OUT if (root / name).is_dir()]
+    if len(held_out) > 1:
+        raise ValueError(f"{root} has both test/ and val/; keep one, the test images")
+    if held_out:
+        parts["test"] = held_out[0]
     splits: dict[str, Split] = {}
     size, first = None, None
     for part, folder in parts.items():
-        unknown = set(_class_names(folder)) - set(names) if part == "test" else set()
+        unknown = set(_class_names(folder, at_least=1)) - set(names) if part == "test" else set()
         if unknown:
             raise ValueError(f"{folder}: classes {sorted(unknown)} are not among train's {names}")
         images, labels = [], []

@@ -31,6 +31,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from eas_gym.own_data import is_own_dataset
 from eas_gym.ray_store import PREFIX, import_ray, start_store_service
 from eas_gym.ray_worker import Entry, EnvWorker
 from eas_gym.store import default_store_path
@@ -349,4 +350,7 @@ def _absolute_paths(kwargs: dict[str, Any]) -> dict[str, Any]:
         kwargs["store"] = str(store.expanduser().resolve())
     if kwargs.get("data_dir") is not None:
         kwargs["data_dir"] = str(Path(kwargs["data_dir"]).expanduser().resolve())
+    dataset = kwargs.get("dataset")
+    if isinstance(dataset, str) and is_own_dataset(dataset):  # on every node at this path
+        kwargs["dataset"] = str(Path(dataset).expanduser().resolve())
     return kwargs

@@ -78,7 +78,11 @@ def test_child_cost_smoke(tmp_path):
     assert report["nets"] == 2 and [p["net"] for p in report["per_net"]] == nets
     for p in report["per_net"]:  # one epoch of the preset's 1, plus an evaluation
         assert p["child"] == pytest.approx(p["epoch"] + p["evaluation"], abs=0.01)
-    assert report["median_over_start"] > 0
+    assert report["median_over_start"] > 0 and len(report["start_net_measurements"]) == 3
+    one = run_benchmark(
+        "child_cost.py", "--env", "EAS-Synthetic-v0", "--records", str(records), "--nets", "1"
+    )
+    assert one["nets"] == 1 and len(one["start_net_measurements"]) == 3
 
 
 def test_reuse_vs_scratch_smoke(tmp_path):

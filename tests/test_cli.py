@@ -333,3 +333,27 @@ def test_search_options_are_search_args_fields(capsys, monkeypatch):
     flags |= {"env_kwargs": "--set", "progress": "--no-progress"}
     for f in dataclasses.fields(SearchArgs):
         assert flags.get(f.name, "--" + f.name.replace("_", "-")) in out, f.name
+
+
+def test_a_run_on_your_own_data_resumes_by_contents_not_path(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8), np.arange(60) % 3
+    (tmp_path / "a").mkdir()
+    np.savez(tmp_path / "a" / "mine.npz", x_train=x, y_train=y)
+    monkeypatch.chdir(tmp_path / "a")
+    base = ["search", *SYNTHETIC, "--set", "train_size=30", "--set", "val_size=15"]
+    base += ["--agent", "random", "--batch", "2", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main([*base, "--set", "dataset=mine.npz", "--nets", "2"]) == 0  # relative
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["env_kwargs"]["dataset"] == str(tmp_path / "a" / "mine.npz")  # absolute
+    # the same contents elsewhere resume the run; other contents under the same path do not
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "mine.npz").write_bytes((tmp_path / "a" / "mine.npz").read_bytes())
+    assert main([*base, "--set", f"dataset={tmp_path / 'b' / 'mine.npz'}", "--nets", "4"]) == 0
+    assert len(read_children(tmp_path / "run")) == 4
+    np.savez(tmp_path / "a" / "mine.npz", x_train=x[::-1].copy(), y_train=y)
+    capsys.readouterr()
+    assert main([*base, "--set", "dataset=mine.npz", "--nets", "6"]) == 2
+    assert "dataset_identity" in capsys.readouterr().err

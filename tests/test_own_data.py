@@ -166,3 +166,56 @@ def test_the_env_searches_your_own_dataset(tmp_path, npz):
         obs, reward, terminated, truncated, info = env.step(action)
     assert 0.0 <= info["accuracy"] <= 1.0 and info["preservation_error"] < 1e-4
     env.close()
+
+
+def test_folder_layouts_the_review_found(tmp_path):
+    x, y = _images(30)
+    # a class folder named "test" inside train/ is a class; a test/ folder may hold one class;
+    # hidden folders are not classes
+    for i, image in enumerate(x[:6]):
+        (tmp_path / "a/train/test").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / f"a/train/test/{i}.png")
+    _write_folder(tmp_path / "a", x, y)
+    _write_folder(tmp_path / "a", x[:3], np.zeros(3, int), part="test")
+    (tmp_path / "a/train/.ipynb_checkpoints").mkdir()
+    data = load_dataset(str(tmp_path / "a"), val_size=8)
+    assert data.num_classes == 4 and len(data.test) == 3
+    assert data.test.labels.tolist() == [0, 0, 0]  # "cat", first in sorted order
+    # val/ is the test split when there is no test/
+    _write_folder(tmp_path / "b", x, y)
+    _write_folder(tmp_path / "b", x[:6], y[:6], part="val")
+    assert len(load_dataset(str(tmp_path / "b"), val_size=6).test) == 6
+    # a held-out folder beside class folders, with no train/, is refused, not ignored
+    _write_folder(tmp_path / "c", x, y, part="flat")
+    _write_folder(tmp_path / "c/flat", x[:3], y[:3], part="test")
+    with pytest.raises(ValueError, match="has test/ but no train/"):
+        load_dataset(str(tmp_path / "c/flat"), val_size=3)
+
+
+def test_non_square_images_are_resized_to_image_size(tmp_path):
+    x, y = _images(30, size=24)
+    with open(tmp_path / "wide.NPZ", "wb") as file:  # any suffix case
+        np.savez(file, x_train=x[:, :, :16], y_train=y)  # 24 high, 16 wide
+    data = load_dataset(str(tmp_path / "wide.NPZ"), val_size=6, image_size=24)
+    assert data.image_shape == (3, 24, 24)
+
+
+def test_keras_labels_and_label_mistakes(tmp_path):
+    x, y = _images(30)
+    np.savez(tmp_path / "keras.npz", x_train=x, y_train=y.reshape(-1, 1))  # (N, 1), as Keras
+    assert load_dataset(str(tmp_path / "keras.npz"), val_size=6).num_classes == 3
+    np.savez(tmp_path / "gap.npz", x_train=x, y_train=np.where(y == 1, 3, y))  # no class 1
+    with pytest.raises(ValueError, match=r"no images of classes \[1\]"):
+        load_dataset(str(tmp_path / "gap.npz"), val_size=6)
+    np.savez(tmp_path / "half.npz", x_train=x, y_train=y, y_test=y[:3])
+    with pytest.raises(ValueError, match="lacks x_test"):
+        load_dataset(str(tmp_path / "half.npz"), val_size=6)
+
+
+def test_ray_actors_get_an_absolute_dataset_path(tmp_path, monkeypatch, npz):
+    from eas_gym.ray_vector import _absolute_paths
+
+    monkeypatch.chdir(npz.parent)
+    kwargs = _absolute_paths({"dataset": "mine.npz", "store": ":memory:"})
+    assert kwargs["dataset"] == str(npz.resolve())
+    assert _absolute_paths({"dataset": "cifar10", "store": ":memory:"})["dataset"] == "cifar10"
