@@ -12,11 +12,12 @@ evaluation`` after a tenth of an epoch of warm-up (checked against full 17-epoch
 RESULTS.md). The preset's start network is timed the same way as a reference, before, halfway
 and after the networks (the median of the three counts).
 
-Seconds differ between hosts (this project's machine ran the same code 2.1x slower on one day
-than on another), so the JSON line also gives the median child in start networks
-(``median_over_start``), which travels between machines better than seconds do; the records'
-own ``train_seconds``, if any, are reported beside the estimates for the same networks. Run it
-on an otherwise idle machine.
+Seconds differ between hosts and hours (this project's machine ran the same code 2.1x slower
+for an hour of 2026-12-03, RESULTS.md), so the JSON line also gives the median child in start
+networks (``median_over_start``), a reference measured in the same run; it moved less than the
+seconds did (1.9-2.7), but it does not remove the host's speed. The records' own
+``train_seconds``, if any, are reported beside the estimates for the same networks. Run it on
+an otherwise idle machine.
 """
 
 from __future__ import annotations
