@@ -27,7 +27,7 @@ import os
 import pickle
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,18 @@ CHILD_FIELDS = (
     "cache_hit",
     "train_seconds",
     "lineage",
+    "cpu_seconds",
+    "start_accuracy",
+    "start_digest",
+    "actions",
 )
-"""The keys of a child record (one line of ``children.jsonl``)."""
+"""The keys of a child record (one line of ``children.jsonl``).
+
+Records written before 2026-12-04 lack the last four: the process CPU seconds of the episode's
+fine-tunes (``train_seconds`` is wall time, which grows under contention), the start network's
+accuracy and weights digest (:func:`eas_gym.net2net.state_digest`), and the episode's actions,
+one list of ints per step: with the net string, what a surrogate is fitted on.
+"""
 
 RECHECK_UPDATE_OFFSET = 1_000_000
 """Recheck batch ``j`` is seeded as update ``RECHECK_UPDATE_OFFSET + j``: never a search's."""
@@ -103,6 +113,7 @@ def child_record(
     info: Mapping[str, Any],
     episode_return: float,
     provenance: Mapping[str, Any],
+    actions: Sequence[Sequence[int]] = (),
 ) -> dict[str, Any]:
     """The record of one finished episode's network.
 
@@ -111,8 +122,10 @@ def child_record(
         env: The environment's index in the batch.
         info: The episode's final step's ``info``.
         episode_return: The sum of its rewards.
-        provenance: The env's ``last_episode_provenance`` (cache hits, training seconds).
+        provenance: The env's ``last_episode_provenance`` (cache hits, training seconds, start).
+        actions: The episode's actions, one sequence of ints per step.
     """
+    digest, start = provenance.get("start_digest"), provenance.get("start_accuracy")
     return {
         "update": int(update),
         "env": int(env),
@@ -124,6 +137,10 @@ def child_record(
         "cache_hit": bool(provenance["cache_hits"]),
         "train_seconds": float(provenance["train_seconds"]),
         "lineage": None if info["lineage"] is None else str(info["lineage"]),
+        "cpu_seconds": float(provenance.get("cpu_seconds", 0.0)),
+        "start_accuracy": None if start is None else float(start),
+        "start_digest": None if digest is None else str(digest),
+        "actions": [[int(a) for a in step] for step in actions],
     }
 
 

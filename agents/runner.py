@@ -373,15 +373,24 @@ def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any
     num_envs = envs.num_envs
     returns = np.zeros(num_envs)
     terminated = np.zeros(num_envs, dtype=bool)
+    taken: list[np.ndarray] = []  # (num_envs, action entries) per step
     while not terminated.all():
         masks = np.stack([np.concatenate(m) for m in infos["action_mask"]]).astype(bool)
         actions = agent.act(obs, masks)
+        taken.append(np.asarray(actions).reshape(num_envs, -1))
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         agent.observe(rewards, terminated)
         returns += rewards
     provenance = envs.get_attr("last_episode_provenance")
     keys = ("net", "accuracy", "params", "flops", "lineage")
     return [
-        child_record(update, i, {k: infos[k][i] for k in keys}, returns[i], provenance[i])
+        child_record(
+            update,
+            i,
+            {k: infos[k][i] for k in keys},
+            returns[i],
+            provenance[i],
+            [step[i].tolist() for step in taken],
+        )
         for i in range(num_envs)
     ]

@@ -19,7 +19,7 @@ from gymnasium import spaces
 from eas_gym.data import dataset_classes, dataset_identity, resolve_device
 from eas_gym.eval_config import EvalConfig, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
-from eas_gym.net2net import WIDER, StateDict, parse_schedule
+from eas_gym.net2net import WIDER, StateDict, parse_schedule, state_digest
 from eas_gym.own_data import check_own_dataset, is_own_dataset
 from eas_gym.render import architecture_image
 from eas_gym.reward import COSTS, REWARDS, reward
@@ -134,9 +134,12 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     sparse child is unscored. Everything in ``info`` follows from the seed and the actions.
     How a child was scored does not (it depends on what the store held and on the clock), so
     it is kept apart:
-    ``env.unwrapped.step_provenance`` (``cache_hit``, ``train_seconds`` of the last step) and
-    ``last_episode_provenance`` (``cache_hits``, ``train_seconds`` summed over the last finished
-    episode; vector envs: ``envs.get_attr("last_episode_provenance")``).
+    ``env.unwrapped.step_provenance`` (``cache_hit``, ``train_seconds`` and ``cpu_seconds``,
+    the wall and process CPU time of the last step's fine-tune) and
+    ``last_episode_provenance`` (``cache_hits``, ``train_seconds``, ``cpu_seconds`` summed over
+    the last finished episode, and the episode's ``start_accuracy`` and ``start_digest``, a
+    SHA-256 prefix of the start weights; vector envs:
+    ``envs.get_attr("last_episode_provenance")``).
 
     ## Determinism and the store
 
@@ -307,7 +310,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
         self.config_key = self.scorer.config_key
         """The store's key of this configuration's children (``eval_config.key()``)."""
-        self.step_provenance: dict[str, Any] = {"cache_hit": False, "train_seconds": 0.0}
+        self.step_provenance: dict[str, Any] = _no_training()
         """How the last step's child was scored: from the store or trained, in how long."""
         self.last_episode_provenance: dict[str, Any] | None = None
         """The same summed over the last finished episode (kept through the next reset)."""
@@ -317,6 +320,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self._lineage = ""
         self._evaluation: str | None = None
         self._start: tuple[StateDict, float] | None = None
+        self._start_digest: str | None = None
         self._episode: _Episode | None = None
         self._accuracy: float | None = None
         self._pending: list[dict[str, Any]] = []  # transforms since the last scored network
@@ -354,7 +358,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self._lineage = lineage_step(self._lineage, transforms, seed)
         previous = self._reward(parent, self._accuracy)
         info: dict[str, Any] = {"diverged": False, "oom": False}
-        self.step_provenance = {"cache_hit": False, "train_seconds": 0.0}
+        self.step_provenance = _no_training()
         if self.reward_mode == "dense" and arch != parent:
             state, info = self._score(arch, state, seed, net, needs_weights=not terminated)
         elif self.reward_mode == "sparse" and terminated and arch != self.start_arch:
@@ -364,6 +368,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         ep.arch, ep.state = arch, state
         tally = self._episode_provenance
         tally["train_seconds"] += self.step_provenance["train_seconds"]
+        tally["cpu_seconds"] += self.step_provenance["cpu_seconds"]
         tally["cache_hits"] += int(self.step_provenance["cache_hit"])
         if terminated:
             self.last_episode_provenance = dict(tally)
@@ -391,6 +396,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             raise ValueError(f"unknown `options` {unknown} of reset(); allowed: ['net']")
         if self._start is None:
             self._start = self.scorer.start()
+            self._start_digest = state_digest(self._start[0])
         generator_seed = int(self.np_random.integers(2**63))
         generator = torch.Generator().manual_seed(generator_seed)
         arch: AnyArch = self.start_arch
@@ -404,8 +410,14 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         logits = self.scorer.logits(self.family.build(arch, state))
         self._episode = _Episode(arch, state, logits, generator, scored_parent=arch)
         self._pending = []
-        self.step_provenance = {"cache_hit": False, "train_seconds": 0.0}
-        self._episode_provenance = {"train_seconds": 0.0, "cache_hits": 0}
+        self.step_provenance = _no_training()
+        self._episode_provenance = {
+            "train_seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "cache_hits": 0,
+            "start_accuracy": self._start[1],
+            "start_digest": self._start_digest,
+        }
         return self._obs(), {**self._info(), "preservation_error": 0.0}
 
     def render(self) -> str | np.ndarray | None:
@@ -490,7 +502,11 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             moved = score.net if score.net is not None else self.family.build(arch, score.state)
             ep.logits = self.scorer.logits(moved)
         self._accuracy, self._evaluation = score.accuracy, score.lineage
-        self.step_provenance = {"cache_hit": score.cache_hit, "train_seconds": score.train_seconds}
+        self.step_provenance = {
+            "cache_hit": score.cache_hit,
+            "train_seconds": score.train_seconds,
+            "cpu_seconds": score.cpu_seconds,
+        }
         return score.state, {"diverged": score.diverged, "oom": score.oom}
 
     def _reward(self, arch: AnyArch, accuracy: float | None) -> float:
@@ -534,3 +550,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             "lineage": self._evaluation,
             "action_mask": self._mask(),
         }
+
+
+def _no_training() -> dict[str, Any]:
+    """A step's provenance before it scores anything."""
+    return {"cache_hit": False, "train_seconds": 0.0, "cpu_seconds": 0.0}

@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -37,6 +38,7 @@ __all__ = [
     "Decoded",
     "Observation",
     "StateDict",
+    "state_digest",
     "Transforms",
     "Family",
     "observation_space",
@@ -321,6 +323,23 @@ def build_module(
             net.to(dtype)  # load without rounding: the module takes the weights' precision
         net.load_state_dict(state, strict=True)
     return net.to(device) if device is not None else net
+
+
+def state_digest(state: Mapping[str, Tensor]) -> str:
+    """A SHA-256 prefix (16 hex digits) of `state`'s names, dtypes, shapes and values.
+
+    Equal for equal weights on any device and in any key order; the weights' identity in
+    records (which start network a child grew from).
+
+    >>> state_digest({"w": torch.zeros(2)}) == state_digest({"w": torch.zeros(2, device="cpu")})
+    True
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
 
 
 # ---- Net2Net ---------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class Score:
     accuracy: float
     cache_hit: bool = False
     train_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time of the fine-tune (0 for hits and the surrogate)
     diverged: bool = False
     oom: bool = False
     trained: bool = False
@@ -192,7 +193,7 @@ class ChildScorer:
             if found is not None and state is not None:
                 return {k: v.to(self.device) for k, v in state.items()}, found.accuracy
             net = self.family.build(self.start_arch, generator=torch.Generator().manual_seed(0))
-            accuracy, seconds, flags = self._train(
+            accuracy, seconds, _, flags = self._train(
                 self.start_arch, net, self.config.start_train, seed=0
             )
             if flags.get("diverged") or flags.get("oom"):
@@ -335,11 +336,14 @@ class ChildScorer:
         """Train (or ask the surrogate) and record the child in the store (if `record`)."""
         net_string = arch.to_string()
         flags: dict[str, bool] = {}
+        cpu_seconds = 0.0
         if self.config.evaluator == "surrogate":
             accuracy, seconds, net = self.family.surrogate(arch), 0.0, None
         else:
             net = self.family.build(arch, state) if net is None else net
-            accuracy, seconds, flags = self._train(arch, net, self.config.train, seed)
+            accuracy, seconds, cpu_seconds, flags = self._train(
+                arch, net, self.config.train, seed
+            )
             if flags.get("diverged", False):
                 net = None  # NaN weights: the episode goes on from its untrained ones
             else:
@@ -348,6 +352,7 @@ class ChildScorer:
             state,
             accuracy,
             train_seconds=seconds,
+            cpu_seconds=cpu_seconds,
             trained=net is not None,
             net=net,
             diverged=flags.get("diverged", False),
@@ -389,10 +394,10 @@ class ChildScorer:
 
     def _train(
         self, arch: AnyArch, net: torch.nn.Module, config: TrainConfig, seed: int
-    ) -> tuple[float, float, dict[str, bool]]:
-        """(accuracy, seconds, flags) of training `net` (of `arch`) in place, or the surrogate's."""
+    ) -> tuple[float, float, float, dict[str, bool]]:
+        """(accuracy, wall seconds, CPU seconds, flags) of training `net` (of `arch`) in place."""
         if self.config.evaluator == "surrogate":
-            return self.family.surrogate(arch), 0.0, {}
+            return self.family.surrogate(arch), 0.0, 0.0, {}
         data = self._dataset()
         result = fine_tune(
             net,
@@ -405,4 +410,5 @@ class ChildScorer:
         accuracy = chance if result.eval_accuracy is None else result.eval_accuracy
         if result.diverged or result.oom:
             logger.warn(f"training {arch} diverged={result.diverged} oom={result.oom}")
-        return accuracy, result.seconds, {"diverged": result.diverged, "oom": result.oom}
+        flags = {"diverged": result.diverged, "oom": result.oom}
+        return accuracy, result.seconds, result.cpu_seconds, flags

@@ -74,6 +74,8 @@ class TrainResult:
         epochs: Epochs trained (steps / steps per epoch).
         steps: SGD steps taken.
         seconds: Wall time of the whole call, evaluation included.
+        cpu_seconds: CPU time of this process over the call (all its threads), evaluation
+            included: unlike `seconds`, it does not grow when other processes share the cores.
         images_per_second: Training throughput (training steps only).
         diverged: A non-finite loss stopped training.
         oom: The device ran out of memory; training stopped.
@@ -91,6 +93,7 @@ class TrainResult:
     diverged: bool = False
     oom: bool = False
     device: str = "cpu"
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -133,7 +136,7 @@ def fine_tune(
         raise TypeError(f"Expected `config` to be a TrainConfig, got {type(config).__name__}")
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"Expected `generator` to be a torch.Generator, got {generator!r}")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     device = resolve_device(device)
     train = data.train if config.train_split == "train" else _concat(data.train, data.val)
     eval_split = getattr(data, config.eval_split) if config.eval_split else None
@@ -188,6 +191,7 @@ def fine_tune(
         diverged=diverged,
         oom=oom,
         device=str(device),
+        cpu_seconds=time.process_time() - cpu_start,
     )
 
 
