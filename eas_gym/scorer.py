@@ -341,9 +341,7 @@ class ChildScorer:
             accuracy, seconds, net = self.family.surrogate(arch), 0.0, None
         else:
             net = self.family.build(arch, state) if net is None else net
-            accuracy, seconds, cpu_seconds, flags = self._train(
-                arch, net, self.config.train, seed
-            )
+            accuracy, seconds, cpu_seconds, flags = self._train(arch, net, self.config.train, seed)
             if flags.get("diverged", False):
                 net = None  # NaN weights: the episode goes on from its untrained ones
             else:
