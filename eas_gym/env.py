@@ -126,7 +126,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | params, flops | trainable parameters; multiply-adds per image |
     | preservation_error | max abs logit change of the transform on the probe batch (0 if none) |
     | lineage | the store row of ``accuracy`` (hash of its start, transforms and seeds) |
-    | diverged, oom | training stopped on a non-finite loss / out of memory (acc = chance) |
+    | diverged | training stopped on a non-finite loss (acc = chance) |
+    | oom | always False: a child that runs out of memory raises ``torch.OutOfMemoryError`` |
     | illegal_action | part of the action could not be applied |
     | action_mask | legal values of each action entry for the next step |
 
@@ -150,6 +151,12 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     dense episode that goes on from a hit without stored weights trains it again. With
     ``cache_by="net"`` (the paper's cache) a network reached again by any path reuses its first
     evaluation: cheaper, but results then depend on the store's history.
+
+    All of this is bit for bit on the CPU. On a GPU it is not: cuDNN's convolution algorithms
+    (autotuned per shape) and atomic adds make two fine-tunes of the same child differ, by
+    rounding at first and by chaos after many epochs, so a store hit equals *one* fresh
+    evaluation, not every one, and a rerun of a seed that trains (rather than hits) may differ.
+    ``nondeterministic=True`` in the GPU ids' registration says so.
 
     ## Attributes
 

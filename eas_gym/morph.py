@@ -27,6 +27,8 @@ from eas_gym.net2net import (  # the noise levels are re-exported from here, the
     WIDER_NOISE,
     StateDict,
     check_noise,
+    copy_counts,
+    fp32_exact,
     relative_noise,
     replication_map,
     state_tensor,
@@ -125,7 +127,7 @@ def net2wider(
     prefix = layer_key(layer)
     weight = _get(state, _weight_key(arch, layer))
     g = replication_map(old, new_width, generator, weight.device)
-    counts = torch.bincount(g, minlength=old).to(weight.dtype)
+    counts = copy_counts(g, old, weight.dtype)
 
     new_weight = weight[g].clone()  # conv (C', Cin, k, k) or FC (U', In)
     if noise > 0:
@@ -278,7 +280,10 @@ def _input_stats(
         ones = torch.ones(width, device=ref.device, dtype=ref.dtype)
         return torch.zeros_like(ones), ones
     net = build_net(arch, state, device=ref.device).eval()
-    out = net(batch.to(device=ref.device, dtype=ref.dtype), until=layer)  # (B, C, H, W) | (B, U)
+    with fp32_exact():  # the statistics must not depend on the GPU's TF32 setting
+        out = net(
+            batch.to(device=ref.device, dtype=ref.dtype), until=layer
+        )  # (B, C, H, W) | (B, U)
     dims = [0, 2, 3] if out.dim() == 4 else [0]
     return out.mean(dim=dims), out.var(dim=dims, unbiased=False)
 
@@ -309,13 +314,15 @@ def max_logit_diff(net_a: nn.Module, net_b: nn.Module, probe: Tensor) -> float:
     """Max absolute difference of two networks' logits on `probe`, both in eval mode.
 
     The modules' train/eval modes are restored afterwards. Use it at run time to verify that a
-    transform preserved the function (expect ~1e-6 in float32 with ``noise=0``).
+    transform preserved the function (expect ~1e-6 in float32 with ``noise=0``). Runs in
+    full float32 (:func:`~eas_gym.net2net.fp32_exact`) whatever the TF32 settings.
     """
     modes = (net_a.training, net_b.training)
     net_a.eval()
     net_b.eval()
     try:
-        return float((net_a(probe) - net_b(probe)).abs().max())
+        with fp32_exact():  # TF32 convolutions alone move logits by ~1e-3
+            return float((net_a(probe) - net_b(probe)).abs().max())
     finally:
         net_a.train(modes[0])
         net_b.train(modes[1])

@@ -20,7 +20,8 @@ References:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
@@ -38,6 +39,8 @@ __all__ = [
     "Decoded",
     "Observation",
     "StateDict",
+    "copy_counts",
+    "fp32_exact",
     "state_digest",
     "Transforms",
     "Family",
@@ -305,24 +308,36 @@ def build_module(
     """``module_class(arch, generator=...)`` with `state` loaded strictly, on `device`.
 
     The body shared by :func:`eas_gym.net.build_net` and
-    :func:`eas_gym.densenet.net.build_dense_net`. The module takes the floating dtype of
-    `state` (float32 without one).
+    :func:`eas_gym.densenet.net.build_dense_net`. With `state`, the module is built on the
+    ``meta`` device (nothing initialised, nothing allocated) and takes copies of `state`'s
+    tensors, made straight on `device` (default: `state`'s): one copy, never through the host,
+    and never an alias, so training the module leaves `state` as it was. It takes `state`'s
+    dtypes; `generator` is not drawn from. Without `state`, `generator` (or the global RNG)
+    initialises it on the CPU, and it is then moved to `device`.
     """
-    if device is None and state:
+    if state is None:
+        if generator is None:
+            net = module_class(arch)  # documented: the global RNG initialises it
+        else:
+            # torch's layer constructors draw from the global RNG even though `generator`
+            # decides the weights; keep the caller's global RNG stream untouched.
+            with torch.random.fork_rng(devices=[]):
+                net = module_class(arch, generator=generator)
+        return net.to(device) if device is not None else net
+    if device is None:
         device = next(iter(state.values())).device
-    if state is None and generator is None:
-        net = module_class(arch)  # documented: the global RNG initialises it
-    else:
-        # torch's layer constructors draw from the global RNG even though `generator` or
-        # `state` decides the weights; keep the caller's global RNG stream untouched.
-        with torch.random.fork_rng(devices=[]):
-            net = module_class(arch, generator=generator)
-    if state is not None:
-        dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
-        if dtype is not None and dtype != torch.float32:
-            net.to(dtype)  # load without rounding: the module takes the weights' precision
-        net.load_state_dict(state, strict=True)
-    return net.to(device) if device is not None else net
+    with torch.device("meta"):
+        net = module_class(arch)
+    own = {
+        k: v.to(device=device, copy=True, memory_format=torch.contiguous_format)
+        for k, v in state.items()
+    }
+    net.load_state_dict(own, strict=True, assign=True)
+    tensors = [*net.named_parameters(), *net.named_buffers()]
+    left = [name for name, t in tensors if t.is_meta and torch.device(device).type != "meta"]
+    if left:  # a tensor the state dict does not hold (a non-persistent buffer) stayed unbuilt
+        raise ValueError(f"{module_class.__name__} has tensors outside its state dict: {left}")
+    return net
 
 
 def state_digest(state: Mapping[str, Tensor]) -> str:
@@ -365,7 +380,8 @@ def replication_map(
     """Net2Net's mapping g: unit j of the wider layer copies unit g[j] of the old one.
 
     The first `old` entries are the identity; the rest are sampled uniformly with replacement
-    from `generator`, or taken round-robin when it is None.
+    from `generator` (drawn on the CPU, then moved to `device`), or taken round-robin when it
+    is None.
 
     >>> replication_map(2, 5, None, torch.device("cpu")).tolist()
     [0, 1, 0, 1, 0]
@@ -377,12 +393,56 @@ def replication_map(
     return torch.cat([torch.arange(old), extra]).to(device)
 
 
+def copy_counts(g: Tensor, old: int, dtype: torch.dtype) -> Tensor:
+    """How many units of the wider layer copy each of the `old` ones (a ``bincount`` of `g`).
+
+    A scatter-add of ones instead of ``torch.bincount``, whose output size depends on the
+    data: the same exact integers, on `g`'s device, with a shape known before it runs.
+
+    >>> copy_counts(torch.tensor([0, 1, 0, 0]), 3, torch.float32).tolist()
+    [3.0, 1.0, 0.0]
+    """
+    counts = torch.zeros(old, dtype=dtype, device=g.device)
+    return counts.index_add_(0, g, torch.ones(g.shape[0], dtype=dtype, device=g.device))
+
+
+@contextmanager
+def fp32_exact() -> Iterator[None]:
+    """Full-precision float32 convolutions and matmuls inside (no TF32), restored after.
+
+    PyTorch lets cuDNN convolutions use TF32 by default, about 1e-3 relative error on
+    Ampere and later GPUs: enough to hide or fake a broken transform. Every preservation
+    check runs under this. A no-op for the CPU's results.
+    """
+    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
+    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):  # torch >= 2.9
+        matmul = torch.backends.cuda.matmul
+        saved = cudnn_conv.fp32_precision, matmul.fp32_precision
+        cudnn_conv.fp32_precision = matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            cudnn_conv.fp32_precision, matmul.fp32_precision = saved
+        return
+    legacy = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
+
+
 def relative_noise(
     weight: Tensor, scale: float, generator: torch.Generator | None, std_of: Tensor
 ) -> Tensor:
-    """Gaussian noise shaped like `weight` with std ``scale * std(std_of)``, drawn on the CPU."""
+    """Gaussian noise shaped like `weight` with std ``scale * std(std_of)``, on `weight`'s device.
+
+    The draws come from the CPU `generator` (the same numbers on any device), then move to
+    `weight`'s device before meeting `std_of`, which may live there.
+    """
     noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
-    return (noise * scale * std_of.float().std()).to(device=weight.device, dtype=weight.dtype)
+    noise = noise.to(weight.device)
+    return (noise * scale * std_of.float().std()).to(dtype=weight.dtype)
 
 
 def check_noise(noise: float, generator: torch.Generator | None) -> None:

@@ -36,7 +36,7 @@ from eas_gym.ray_store import PREFIX, import_ray, start_store_service
 from eas_gym.ray_worker import Entry, EnvWorker
 from eas_gym.store import default_store_path
 
-__all__ = ["RayVectorEnv", "import_ray"]
+__all__ = ["RayVectorEnv", "gpu_share", "import_ray"]
 
 # A batch of observations, as gymnasium's `concatenate` returns it (a dict for EASEnv).
 ObsBatch = tuple[Any, ...] | dict[str, Any] | np.ndarray
@@ -65,7 +65,8 @@ class RayVectorEnv(VectorEnv):
         num_cpus: CPUs per actor; None: 1, or an equal share when the cluster has fewer CPUs
             than copies (so every copy runs at once).
         num_gpus: GPUs per actor (fractions share a GPU, e.g. 0.5); None: 1 per copy when the
-            cluster has GPUs and `device` is not "cpu" (an equal share if fewer than copies).
+            cluster has GPUs and `device` is not "cpu"; with fewer GPUs than copies,
+            :func:`gpu_share`.
         max_restarts: Restarts of each actor after its process dies (-1: no limit).
         store_service: Serve the store from one actor on this node (:mod:`eas_gym.ray_store`)
             instead of letting every copy open the file; None: when the cluster has more than
@@ -312,7 +313,7 @@ def _resources_per_copy(
     """(CPUs, GPUs) of each actor: as given, or shared out of the cluster's (see the class)."""
     if num_gpus is None:
         gpus = resources.get("GPU", 0.0) if device != "cpu" else 0.0
-        num_gpus = 0.0 if gpus == 0 else _share(gpus, num_envs)
+        num_gpus = 0.0 if gpus == 0 else gpu_share(int(gpus), num_envs)
     if num_cpus is None:
         num_cpus = _share(resources.get("CPU", 1.0), num_envs)
     if num_gpus == 0 and device == "cuda":
@@ -340,6 +341,24 @@ def _empty_batch(space: gym.Space, num_envs: int) -> ObsBatch:
 def _share(total: float, num_envs: int) -> float:
     """1, or an equal share of `total` rounded down to Ray's resource precision (1e-4)."""
     return min(1.0, math.floor(10_000 * total / num_envs) / 10_000) or 1e-4
+
+
+def gpu_share(gpus: int, num_envs: int) -> float:
+    """Each actor's GPU request: 1, or ``1 / ceil(num_envs / gpus)`` when GPUs are fewer.
+
+    Ray places a fractional request on one GPU, so shares must tile whole GPUs: 10 copies on
+    8 GPUs at ``8 / 10 = 0.8`` each fit one per GPU and leave 2 actors pending for ever, at
+    ``1 / 2`` each all 10 run (two on each of 5 GPUs).
+
+    >>> gpu_share(8, 10), gpu_share(1, 10), gpu_share(4, 3), gpu_share(1, 7)
+    (0.5, 0.1, 1.0, 0.1428)
+    """
+    if gpus < 1:
+        raise ValueError(f"Expected `gpus` >= 1, actually: {gpus}")
+    if gpus >= num_envs:
+        return 1.0
+    per_gpu = math.ceil(num_envs / gpus)
+    return math.floor(10_000 / per_gpu) / 10_000  # Ray's precision: k shares must fit in 1
 
 
 def _absolute_paths(kwargs: dict[str, Any]) -> dict[str, Any]:

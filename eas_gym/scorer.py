@@ -34,6 +34,7 @@ from eas_gym.data import DataBundle, iterate_batches, load_dataset
 from eas_gym.eval_config import EvalConfig
 from eas_gym.family import AnyArch, Family
 from eas_gym.net import StateDict
+from eas_gym.net2net import fp32_exact
 from eas_gym.store import BY_NET, Evaluation, open_store
 from eas_gym.store_types import Store
 from eas_gym.train import TrainConfig, evaluate, fine_tune
@@ -158,8 +159,12 @@ class ChildScorer:
         )
 
     def logits(self, net: torch.nn.Module) -> torch.Tensor:
-        """`net`'s logits on the probe batch, in eval mode (left in eval mode)."""
-        with torch.no_grad():
+        """`net`'s logits on the probe batch, in eval mode (left in eval mode), in full fp32.
+
+        TF32 is off for the forward (:func:`~eas_gym.net2net.fp32_exact`): on a GPU it alone
+        would move the logits by ~1e-3 and trip the preservation check.
+        """
+        with torch.no_grad(), fp32_exact():
             return net.eval()(self.probe)
 
     def verify(
@@ -404,9 +409,15 @@ class ChildScorer:
             generator=torch.Generator().manual_seed(seed),
             device=self.device,
         )
+        if result.oom:  # chance would be a lie the agent learns from: stop instead
+            raise torch.OutOfMemoryError(
+                f"{self.device} ran out of memory training {arch} (its evaluation already "
+                "retried at smaller batches); a child that does not fit is not scored: give "
+                "each worker more memory (fewer workers per GPU) or search a smaller space"
+            )
         chance = 1.0 / data.num_classes
         accuracy = chance if result.eval_accuracy is None else result.eval_accuracy
-        if result.diverged or result.oom:
-            logger.warn(f"training {arch} diverged={result.diverged} oom={result.oom}")
+        if result.diverged:
+            logger.warn(f"training {arch} diverged: scored as chance ({chance:.3f})")
         flags = {"diverged": result.diverged, "oom": result.oom}
         return accuracy, result.seconds, result.cpu_seconds, flags

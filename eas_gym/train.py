@@ -54,6 +54,7 @@ __all__ = [
     "TrainResult",
     "evaluate",
     "fine_tune",
+    "is_out_of_memory",
     "resolve_device",
 ]
 
@@ -144,8 +145,10 @@ def fine_tune(
     progress = _Progress()
     accuracy = eval_loss = None
     was_training, oom = net.training, False
+    channels_last = False
     try:
-        net.to(device)
+        if not all(_is_on(t, device) for t in [*net.parameters(), *net.buffers()]):
+            net.to(device)
         channels_last = _use_channels_last(config.channels_last, net, device)
         with _cudnn_benchmark(device.type == "cuda"):
             if channels_last:
@@ -170,10 +173,13 @@ def fine_tune(
                     batch_size=config.eval_batch_size,
                     amp=amp,
                 )
-    except torch.OutOfMemoryError:
+    except RuntimeError as e:  # torch.OutOfMemoryError, or cuDNN's allocation failures
+        if not is_out_of_memory(e):
+            raise
         oom = True  # the handler's frames hold tensors: free the cache after it
     finally:
-        net.to(memory_format=torch.contiguous_format)
+        if channels_last:
+            net.to(memory_format=torch.contiguous_format)
         net.train(was_training)
     if oom:
         _release_memory(device)
@@ -208,7 +214,9 @@ def evaluate(
     """Top-1 accuracy and mean cross-entropy of `net` on `split`, BatchNorm in eval mode.
 
     Runs on the module's device (the split is moved there batch by batch if it lives
-    elsewhere) and restores the module's previous train/eval mode.
+    elsewhere) and restores the module's previous train/eval mode. When the device runs out
+    of memory, the evaluation starts again at half the batch size (BatchNorm in eval mode
+    makes the result independent of it), down to one image before the error is raised.
 
     Args:
         net: Maps normalised images to logits.
@@ -226,21 +234,58 @@ def evaluate(
     device = next(net.parameters()).device
     if batch_size is None:
         batch_size = 4096 if device.type == "cuda" else 1024
+    batch_size = min(batch_size, len(split))  # so that the first halving makes batches smaller
     autocast = _autocast(device, device.type == "cuda" if amp is None else amp)
     was_training = net.training
     net.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
     try:
-        for x, y in iterate_batches(split, batch_size, mean=mean, std=std):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast:
-                logits = net(x)
-            total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
+        while True:
+            try:
+                return _evaluate_batches(net, split, mean, std, batch_size, autocast)
+            except RuntimeError as e:
+                if not is_out_of_memory(e) or batch_size == 1:
+                    raise
+            _release_memory(device)  # outside the handler, whose frames hold the batch
+            batch_size = max(1, batch_size // 2)
     finally:
         net.train(was_training)
+
+
+def _evaluate_batches(
+    net: nn.Module,
+    split: Split,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int,
+    autocast: Any,
+) -> tuple[float, float]:
+    device = next(net.parameters()).device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    for x, y in iterate_batches(split, batch_size, mean=mean, std=std):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast:
+            logits = net(x)
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
     return correct.item() / len(split), total_loss.item() / len(split)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says the device ran out of memory.
+
+    cuDNN and cuBLAS report a failed allocation as a plain ``RuntimeError`` (e.g.
+    ``CUDNN_STATUS_ALLOC_FAILED``), not as ``torch.OutOfMemoryError``.
+
+    >>> is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    True
+    """
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text.lower() or "ALLOC_FAILED" in text
+    )
 
 
 # ---- the training loop ---------------------------------------------------------------------
@@ -358,6 +403,12 @@ def _use_channels_last(option: bool | None, net: nn.Module, device: torch.device
         if isinstance(module, nn.Conv2d):
             widths.append(module.out_channels)
     return bool(widths) and min(widths) >= _CPU_CHANNELS_LAST_MIN_FILTERS
+
+
+def _is_on(tensor: torch.Tensor, device: torch.device) -> bool:
+    """Whether `tensor` lives on `device` (``cuda`` without an index: on any GPU)."""
+    same_type = tensor.device.type == device.type
+    return same_type and (device.index is None or tensor.device.index == device.index)
 
 
 def _autocast(device: torch.device, enabled: bool) -> Any:

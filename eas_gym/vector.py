@@ -11,7 +11,7 @@ import torch
 
 from eas_gym.data import resolve_device
 
-__all__ = ["make_vector_env", "worker_devices", "worker_threads"]
+__all__ = ["apply_worker_settings", "make_vector_env", "worker_devices", "worker_threads"]
 
 
 def worker_threads(num_workers: int, threads: int | None = None) -> int:
@@ -61,7 +61,8 @@ def make_vector_env(
         env_id: A registered id, e.g. ``"EAS-CIFAR10-v0"``.
         num_envs: Copies (the paper: 10 networks per controller update).
         asynchronous: One process per copy; False runs them in turn in this process.
-        context: The multiprocessing start method of the worker processes.
+        context: The multiprocessing start method of the worker processes ("fork" is
+            refused with CUDA devices).
         threads: Torch threads in each worker process; None: :func:`worker_threads` (cores
             shared out, at least 1). Ignored when `asynchronous` is False (this process keeps
             its own setting).
@@ -72,9 +73,16 @@ def make_vector_env(
         raise ValueError(f"Expected `num_envs` >= 1, actually: {num_envs}")
     registered = gym.spec(env_id).kwargs.get("device", "auto")
     devices = worker_devices(num_envs, kwargs.pop("device", registered))
+    uses_cuda = any(resolve_device(d).type == "cuda" for d in devices)
+    if asynchronous and context == "fork" and uses_cuda:
+        raise ValueError(
+            "Expected `context` 'spawn' or 'forkserver' with CUDA devices, actually: 'fork' "
+            "(a forked process cannot use CUDA)"
+        )
 
     per_worker = worker_threads(num_envs, threads) if asynchronous else None
     sharing = {d: devices.count(d) for d in devices}
+    parent = os.getpid()
 
     def factory(device: str) -> Callable[[], gym.Env]:
         def make() -> gym.Env:
@@ -82,13 +90,10 @@ def make_vector_env(
             # eas_gym/__init__.py, which does (and `import eas_gym` would close an import circle).
             import eas_gym.env  # noqa: F401
 
-            if per_worker is not None:
-                torch.set_num_threads(per_worker)
-                target = resolve_device(device)
-                if target.type == "cuda" and sharing[device] > 1:
-                    # Workers on one GPU: each caching allocator keeps to its share, so one
-                    # wide child cannot starve the others into OOM.
-                    torch.cuda.set_per_process_memory_fraction(0.95 / sharing[device], target)
+            # AsyncVectorEnv also calls one factory in this process to read the spaces: the
+            # per-process settings belong to the workers alone.
+            if per_worker is not None and os.getpid() != parent:
+                apply_worker_settings(device, per_worker, sharing[device])
             return gym.make(env_id, device=device, **kwargs)
 
         return make
@@ -98,3 +103,16 @@ def make_vector_env(
         return gym.vector.SyncVectorEnv(fns)
     # "spawn": forking a process whose torch thread pool is running can deadlock the child.
     return gym.vector.AsyncVectorEnv(fns, context=context)
+
+
+def apply_worker_settings(device: str, threads: int, sharing: int) -> None:
+    """Settings of one worker process: its torch threads and, on a shared GPU, its memory share.
+
+    Workers on one GPU each keep their caching allocator to ``0.95 / sharing`` of its memory,
+    so one wide child cannot starve the others into OOM.
+    """
+    torch.set_num_threads(threads)
+    target = resolve_device(device)
+    if target.type == "cuda" and sharing > 1:
+        index = target.index if target.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(0.95 / sharing, index)

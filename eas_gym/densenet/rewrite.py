@@ -77,7 +77,9 @@ def remap_in(weight: Tensor, g: Tensor) -> Tensor:
     g = g.to(weight.device)
     valid = g >= 0
     idx = g.clamp(min=0)
-    counts = torch.bincount(idx[valid], minlength=weight.shape[1]).to(weight.dtype)
+    # A bincount of the valid sources, as a scatter-add: its shape does not depend on the data.
+    counts = torch.zeros(weight.shape[1], dtype=weight.dtype, device=weight.device)
+    counts.index_add_(0, idx, valid.to(weight.dtype))
     scale = torch.where(valid, 1.0 / counts[idx].clamp(min=1), 0.0).to(weight.dtype)
     return weight[:, idx] * scale.view(1, -1, *([1] * (weight.dim() - 2)))
 
