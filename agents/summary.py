@@ -34,7 +34,8 @@ def export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> f
     """Save the best network to ``best/`` and write ``summary.json``; the start's accuracy.
 
     `store_path` is the search's store: the best network's weights and the start network's
-    accuracy are read from it (a warning if the weights were not kept).
+    accuracy are read from it (a warning if the weights were not kept; the weightless
+    evaluators keep none, and ``best/`` then holds the architecture alone).
     """
     if not children:
         return None
@@ -55,7 +56,9 @@ def export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> f
     # again, or a pinned one restored) when a finished run is read back.
     recorded = read_summary(out).get("start_accuracy")
     start_accuracy = recorded if recorded is not None else (start.accuracy if start else None)
-    if state is None:
+    if start_accuracy is None:  # a weightless evaluator stores nothing: the records say it
+        start_accuracy = children[0].get("start_accuracy")
+    if state is None and not env.weightless:
         warnings.warn(
             f"{out}: the store {store_path} holds no weights of the best network "
             f"{best['net']}; best/ gets its architecture only",

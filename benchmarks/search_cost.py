@@ -66,6 +66,7 @@ def instrument() -> None:
     """Wrap the families' transforms and the scorer's preservation check."""
     for family in (PlainFamily, DenseFamily):
         family.apply = timed(family.apply, "transform")
+        family.apply_arch = timed(family.apply_arch, "transform")  # the weightless evaluators
     ChildScorer.verify = timed(ChildScorer.verify, "preservation_check")
 
 

@@ -17,7 +17,7 @@ import torch
 from gymnasium import spaces
 
 from eas_gym.data import dataset_classes, dataset_identity, resolve_device
-from eas_gym.eval_config import EvalConfig, lineage_step
+from eas_gym.eval_config import WEIGHTLESS_EVALUATORS, EvalConfig, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
 from eas_gym.net2net import WIDER, StateDict, parse_schedule, state_digest
 from eas_gym.own_data import check_own_dataset, is_own_dataset
@@ -33,7 +33,7 @@ __all__ = ["EASEnv", "NUM_CLASSES"]
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "synthetic": 10}
 """Classes of the built-in datasets (your own: :func:`eas_gym.data.dataset_classes`)."""
 _REWARD_MODES = ("dense", "sparse")
-_EVALUATORS = ("train", "surrogate")
+_EVALUATORS = ("train", *WEIGHTLESS_EVALUATORS)
 ObsType = dict[str, Any]
 
 
@@ -42,8 +42,8 @@ class _Episode:
     """The search in progress, from ``reset()`` on: the network, its weights, the schedule."""
 
     arch: AnyArch
-    state: StateDict
-    logits: torch.Tensor  # the network's on the probe batch (what the next check compares to)
+    state: StateDict  # empty for the weightless evaluators
+    logits: torch.Tensor | None  # on the probe batch (what the next check compares to)
     generator: torch.Generator  # the transforms' noise
     scored_parent: AnyArch  # the last scored network (the store records it as parent)
     t: int = 0  # steps taken
@@ -170,6 +170,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     * ``eval_config``, ``config_key``: what decides a child's accuracy, and its store key.
     * ``scorer``: the :class:`~eas_gym.scorer.ChildScorer` (its ``store``, ``probe`` batch).
     * ``step_provenance``, ``last_episode_provenance``: store hit or training, and seconds.
+    * ``weightless``: the evaluator (``"surrogate"``, ``"bench"``) needs no weights: steps
+      transform the architecture alone, with no probe, no training and no store writes.
     * ``on_episode_end``: a callback given the final ``info`` (progress displays).
 
     ## Arguments
@@ -278,6 +280,13 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.cost, self.cost_weight = cost, cost_weight
         self.noise = noise
         self.device = resolve_device(device)
+        self.weightless = evaluator in WEIGHTLESS_EVALUATORS
+        """The evaluator needs no weights: transforms act on the architecture alone."""
+        if evaluator == "bench" and space != "small":
+            raise ValueError(
+                f"Expected `space` 'small' with `evaluator` 'bench' (the bench models "
+                f"EAS-CIFAR10-CPU-v2's space), actually: {space!r}"
+            )
         data_sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
         self.eval_config = EvalConfig(
             dataset=dataset_identity(dataset),  # your own: its file name and content hash
@@ -345,18 +354,21 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             raise RuntimeError("Call `reset()` before `step()` (and after an episode ends)")
         kind = self.schedule[ep.t]
         decoded = self.family.decode(action, ep.arch, kind)
-        parent = ep.arch
-        arch, state, transforms = self.family.apply(
-            decoded,
-            ep.arch,
-            ep.state,
-            noise=self.noise,
-            generator=ep.generator,
-            probe=self.scorer.probe,
-        )
+        parent, state = ep.arch, ep.state
+        if self.weightless:  # the architecture alone: no weights, no probe, nothing drawn
+            arch, transforms = self.family.apply_arch(decoded, ep.arch)
+        else:
+            arch, state, transforms = self.family.apply(
+                decoded,
+                ep.arch,
+                ep.state,
+                noise=self.noise,
+                generator=ep.generator,
+                probe=self.scorer.probe,
+            )
         self._pending += transforms
         error, net = 0.0, None
-        if arch != parent:  # the scorer builds the child once: checked here, trained below
+        if arch != parent and ep.logits is not None:  # checked here once, trained below
             checked = self.scorer.verify(arch, state, ep.logits, exact=not self.noise)
             error, net, ep.logits = checked.error, checked.net, checked.logits
         ep.t += 1
@@ -401,7 +413,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         unknown = sorted(set(options or {}) - {"net"})
         if unknown:
             raise ValueError(f"unknown `options` {unknown} of reset(); allowed: ['net']")
-        if self._start is None:
+        if self._start is None and self.weightless:
+            self._start = {}, self._weightless_accuracy(self.start_arch, None)
+        elif self._start is None:
             self._start = self.scorer.start()
             self._start_digest = state_digest(self._start[0])
         generator_seed = int(self.np_random.integers(2**63))
@@ -414,7 +428,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             origin = lineage_step(arch.to_string(), evaluation)
         self._lineage = lineage_step(origin, generator_seed)
         self._evaluation = evaluation
-        logits = self.scorer.logits(self.family.build(arch, state))
+        logits = None if self.weightless else self.scorer.logits(self.family.build(arch, state))
         self._episode = _Episode(arch, state, logits, generator, scored_parent=arch)
         self._pending = []
         self.step_provenance = _no_training()
@@ -470,6 +484,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
                 f"`options['net']` {net!r} does not fit this search's observation space "
                 f"(start net {self.start_arch})"
             )
+        if self.weightless:  # an evaluator needs no weights: any network of the space will do
+            return arch, {}, self._weightless_accuracy(arch, None), BY_NET
         found = self.scorer.store.with_weights(arch.to_string(), self.config_key)
         weights = None if found is None else self.scorer.store.load_weights(found)
         if found is None or weights is None:
@@ -491,9 +507,14 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """Score the child, training `net` in place if given.
 
         The store records its last scored ancestor and the transforms since (in sparse mode
-        that ancestor is the episode's start network) and its lineage.
+        that ancestor is the episode's start network) and its lineage. The weightless
+        evaluators record nothing.
         """
         ep = self._live()
+        if self.weightless:
+            ep.scored_parent, self._pending = arch, []
+            self._accuracy, self._evaluation = self._weightless_accuracy(arch, seed), self._lineage
+            return state, {"diverged": False, "oom": False}
         score = self.scorer.score(
             arch,
             state,
@@ -521,7 +542,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             return 0.0
         cost = reference = None
         if self.cost_weight:
-            size = self.scorer.probe.shape[-1]
+            size = self._input_size()
             measure = (
                 (lambda a: a.num_params())
                 if self.cost == "params"
@@ -553,10 +574,27 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             "net": arch.to_string(),
             "accuracy": self._accuracy,
             "params": arch.num_params(),
-            "flops": arch.num_flops(self.scorer.probe.shape[-1]),
+            "flops": arch.num_flops(self._input_size()),
             "lineage": self._evaluation,
             "action_mask": self._mask(),
         }
+
+    def _input_size(self) -> int:
+        """The images' side (what FLOPs are counted at)."""
+        if self.weightless:
+            return self.scorer.data_kwargs.get("image_size") or 32
+        return int(self.scorer.probe.shape[-1])
+
+    def _weightless_accuracy(self, arch: AnyArch, seed: int | None) -> float:
+        """The surrogate's accuracy, or the bench's (noisy from `seed`; None: the start's)."""
+        if self.eval_config.evaluator == "surrogate":
+            return self.family.surrogate(arch)
+        from eas_gym.bench import default_model  # lightgbm only for the bench's ids
+
+        model = default_model()
+        if seed is None:
+            return model.start_accuracy
+        return model.sample(arch, np.random.default_rng(seed))
 
 
 def _no_training() -> dict[str, Any]:

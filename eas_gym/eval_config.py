@@ -15,7 +15,11 @@ from typing import Any
 from eas_gym.store import config_key
 from eas_gym.train_config import TrainConfig
 
-__all__ = ["KEY_VERSION", "EvalConfig", "lineage_step"]
+__all__ = ["KEY_VERSION", "WEIGHTLESS_EVALUATORS", "EvalConfig", "lineage_step"]
+
+WEIGHTLESS_EVALUATORS = ("surrogate", "bench")
+"""Evaluators that score an architecture without weights: a hand-written formula, and
+EAS-Bench's model fitted on real evaluations (:mod:`eas_gym.bench`)."""
 
 KEY_VERSION = 2
 """Child keys of eas_gym 0.1.0 were version 1: no ``probe_size``, no version (see
@@ -33,7 +37,7 @@ class EvalConfig:
         train_size: Training images (None: all but the validation split).
         val_size: Validation images (None: the paper's 5,000).
         image_size: Downsampled image side, or None.
-        evaluator: ``"train"`` or ``"surrogate"``.
+        evaluator: ``"train"``, or one of :data:`WEIGHTLESS_EVALUATORS`.
         start_net: The start network's net string.
         start_train: The start network's training from scratch.
         train: Each child's fine-tune.

@@ -31,7 +31,7 @@ from eas_gym.densenet.arch import (
 )
 from eas_gym.densenet.family import DenseFamily
 from eas_gym.densenet.net import build_dense_net
-from eas_gym.morph import net2deeper, widen_layers
+from eas_gym.morph import deeper_arch, net2deeper, widen_arch, widen_layers
 from eas_gym.net import EASNet, build_net
 from eas_gym.net2net import (
     DEEPER_NOISE,
@@ -106,6 +106,15 @@ class PlainFamily(Family[Arch, SearchSpace]):
             )
             return arch, state, [{"op": "deeper", "layer": decoded.layer, "kernel": decoded.kernel}]
         return arch, state, []
+
+    def apply_arch(self, decoded: Decoded, arch: Arch) -> tuple[Arch, Transforms]:
+        if decoded.widths:
+            arch = widen_arch(arch, decoded.widths, space=self.space)
+            return arch, [{"op": "wider", "widths": decoded.widths}]
+        if decoded.layer is not None:
+            arch = deeper_arch(arch, decoded.layer, decoded.kernel, space=self.space)
+            return arch, [{"op": "deeper", "layer": decoded.layer, "kernel": decoded.kernel}]
+        return arch, []
 
     def surrogate(self, arch: Arch) -> float:
         return surrogate_accuracy(arch, self.space)

@@ -40,6 +40,9 @@ __all__ = [
     "net2wider",
     "widen_layers",
     "net2deeper",
+    "wider_arch",
+    "widen_arch",
+    "deeper_arch",
     "max_logit_diff",
 ]
 
@@ -112,17 +115,10 @@ def net2wider(
         ValueError: the layer is a pool or out of range, or `new_width` is not larger or not in
             the space's list.
     """
-    target = _check_layer(arch, layer)
+    _check_layer(arch, layer)
     check_noise(noise, generator)
+    new_arch = wider_arch(arch, layer, new_width, space=space)
     old = arch.width(layer)
-    if isinstance(new_width, bool) or not isinstance(new_width, int):
-        raise TypeError(f"Expected `new_width` to be an int, got {type(new_width).__name__}")
-    if new_width <= old:
-        raise ValueError(f"`new_width` {new_width} must be larger than layer {layer}'s {old}")
-    if space is not None and new_width not in space.widths(target):
-        raise ValueError(
-            f"`new_width` {new_width} not in the space's widths {space.widths(target)}"
-        )
 
     prefix = layer_key(layer)
     weight = _get(state, _weight_key(arch, layer))
@@ -142,9 +138,31 @@ def net2wider(
     scale = (1.0 / counts[g]).view(1, -1, *([1] * (consumer.dim() - 2)))
     new_state[consumer_key] = consumer[:, g] * scale
 
+    return new_arch, new_state
+
+
+def wider_arch(arch: Arch, layer: int, new_width: int, *, space: SearchSpace | None = None) -> Arch:
+    """The architecture :func:`net2wider` makes, without weights (same checks and errors)."""
+    target = _check_layer(arch, layer)
+    old = arch.width(layer)
+    if isinstance(new_width, bool) or not isinstance(new_width, int):
+        raise TypeError(f"Expected `new_width` to be an int, got {type(new_width).__name__}")
+    if new_width <= old:
+        raise ValueError(f"`new_width` {new_width} must be larger than layer {layer}'s {old}")
+    if space is not None and new_width not in space.widths(target):
+        raise ValueError(
+            f"`new_width` {new_width} not in the space's widths {space.widths(target)}"
+        )
     wider = Conv(new_width, target.kernel) if isinstance(target, Conv) else FC(new_width)
     layers = arch.layers[:layer] + (wider,) + arch.layers[layer + 1 :]
-    return dataclasses.replace(arch, layers=layers), new_state
+    return dataclasses.replace(arch, layers=layers)
+
+
+def widen_arch(arch: Arch, widths: Mapping[int, int], *, space: SearchSpace | None = None) -> Arch:
+    """The architecture :func:`widen_layers` makes, without weights."""
+    for layer in sorted(widths):
+        arch = wider_arch(arch, layer, widths[layer], space=space)
+    return arch
 
 
 def widen_layers(
@@ -211,23 +229,10 @@ def net2deeper(
         ValueError: the layer is a pool or out of range, the kernel is even or not allowed, or
             the space's limits would be exceeded.
     """
-    target = _check_layer(arch, layer)
+    _check_layer(arch, layer)
     check_noise(noise, generator)
-    if isinstance(target, Conv):
-        kernel = 3 if kernel is None else kernel
-        if kernel < 1 or kernel % 2 == 0:
-            raise ValueError(f"`kernel` must be odd and positive for same padding, got {kernel}")
-        if space is not None and kernel not in space.kernels:
-            raise ValueError(f"`kernel` {kernel} not in the space's kernels {space.kernels}")
-        new_layer: Conv | FC = Conv(target.filters, kernel)
-    else:
-        if kernel is not None:
-            raise ValueError(f"`kernel` must be None when deepening FC layer {layer}, got {kernel}")
-        new_layer = FC(target.units)
-    layers = arch.layers[: layer + 1] + (new_layer,) + arch.layers[layer + 1 :]
-    new_arch = dataclasses.replace(arch, layers=layers)
-    if space is not None:
-        _check_limits(new_arch, space, layer)
+    new_arch = deeper_arch(arch, layer, kernel, space=space)
+    new_layer = new_arch.layers[layer + 1]
 
     width = arch.width(layer)
     ref = _get(state, _weight_key(arch, layer))
@@ -255,6 +260,29 @@ def net2deeper(
         f"{prefix}bn.num_batches_tracked": torch.zeros((), dtype=torch.long, device=ref.device),
     }
     return new_arch, _shift_after(state, layer, inserted)
+
+
+def deeper_arch(
+    arch: Arch, layer: int, kernel: int | None = None, *, space: SearchSpace | None = None
+) -> Arch:
+    """The architecture :func:`net2deeper` makes, without weights (same checks and errors)."""
+    target = _check_layer(arch, layer)
+    if isinstance(target, Conv):
+        kernel = 3 if kernel is None else kernel
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"`kernel` must be odd and positive for same padding, got {kernel}")
+        if space is not None and kernel not in space.kernels:
+            raise ValueError(f"`kernel` {kernel} not in the space's kernels {space.kernels}")
+        new_layer: Conv | FC = Conv(target.filters, kernel)
+    else:
+        if kernel is not None:
+            raise ValueError(f"`kernel` must be None when deepening FC layer {layer}, got {kernel}")
+        new_layer = FC(target.units)
+    layers = arch.layers[: layer + 1] + (new_layer,) + arch.layers[layer + 1 :]
+    new_arch = dataclasses.replace(arch, layers=layers)
+    if space is not None:
+        _check_limits(new_arch, space, layer)
+    return new_arch
 
 
 def _check_limits(new_arch: Arch, space: SearchSpace, layer: int) -> None:

@@ -279,6 +279,14 @@ class Family(Generic[ArchT, SpaceT]):
         """The child of a decoded action, its weights, and store records of the transforms."""
         raise NotImplementedError
 
+    def apply_arch(self, decoded: Decoded, arch: ArchT) -> tuple[ArchT, Transforms]:
+        """The child of a decoded action and its transform records, without weights.
+
+        The same architecture and records as :meth:`apply`, for evaluators that need no
+        weights (the surrogates): no tensors, no noise, nothing drawn.
+        """
+        raise NotImplementedError
+
     def surrogate(self, arch: ArchT) -> float:
         """The surrogate evaluator's accuracy (no training)."""
         raise NotImplementedError

@@ -25,14 +25,27 @@ def test_search_show_and_load(tmp_path, capsys):
     assert "6 networks; best" in capsys.readouterr().out
     children = read_children(out)
     assert len(children) == 6 and {c["update"] for c in children} == {0, 1}
-    for name in ("config.json", "checkpoint.pt", "search.png", "best/arch.json", "best/weights.pt"):
+    for name in ("config.json", "checkpoint.pt", "search.png", "best/arch.json"):
         assert (out / name).exists(), name
-    net = load_model(out / "best")
+    # The surrogate scores architectures: no weights anywhere, no store rows.
+    assert not (out / "best/weights.pt").exists() and not (out / "weights").exists()
+    net = load_model(out / "best", untrained=True)
     best = max(children, key=lambda c: c["accuracy"])
     assert str(net.arch) == best["net"] and net(torch.rand(2, 3, 16, 16)).shape == (2, 10)
     assert main(["show", str(out)]) == 0
     report = capsys.readouterr().out
-    assert "6 networks sampled" in report and "lineage of the best network" in report
+    assert "6 networks sampled" in report and f"best {best['accuracy']:.4f}" in report
+
+
+def test_a_trained_search_keeps_the_best_weights_and_its_lineage(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--env", "EAS-Synthetic-v0", "--nets", "2", "--batch", "2"]
+    sets = ["--set", "schedule=WD", "--set", "epochs=0.2", "--set", "reward_mode=sparse"]
+    assert main([*args, "--out", str(out), *sets, "--no-progress"]) == 0
+    best = max(read_children(out), key=lambda c: c["accuracy"])
+    assert str(load_model(out / "best").arch) == best["net"]  # with its trained weights
+    assert main(["show", str(out)]) == 0
+    assert "lineage of the best network" in capsys.readouterr().out
 
 
 def test_extending_a_finished_search_only_adds(tmp_path):

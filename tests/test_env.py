@@ -127,13 +127,15 @@ def test_action_masks_flat_matches_info(surrogate):
 
 
 def test_preservation_is_reported_and_exact_without_noise():
-    env = gym.make("EAS-Surrogate-v0", store=":memory:", noise=False)
+    # The weightless surrogate checks nothing (no weights): the trained ids do.
+    kwargs = {"store": ":memory:", "schedule": "WWDD", "epochs": 0.2, "reward_mode": "sparse"}
+    env = gym.make("EAS-Synthetic-v0", noise=False, **kwargs)
     env.action_space.seed(0)
     obs, info = env.reset(seed=0)
-    for _ in range(9):
+    for _ in range(4):
         obs, _, _, _, info = env.step(env.action_space.sample(info["action_mask"]))
         assert 0.0 <= info["preservation_error"] < 1e-5
-    noisy = gym.make("EAS-Surrogate-v0", store=":memory:")
+    noisy = gym.make("EAS-Synthetic-v0", **kwargs)
     noisy.reset(seed=0)
     action = np.zeros(L + 2, dtype=np.int64)
     action[0] = 1
@@ -183,3 +185,16 @@ def test_reset_from_a_stored_network(tmp_path):
     assert obs["width"][0] == 1  # the widened first layer
     with pytest.raises(ValueError, match="no stored weights"):
         env.reset(options={"net": "C8-3 MP C8-3 MP C4-3 MP C4-3 GAP FC8"})
+
+
+def test_the_surrogate_writes_nothing_and_checks_no_weights(tmp_path):
+    store = tmp_path / "store.sqlite"
+    env = gym.make("EAS-Surrogate-v0", store=str(store), keep_weights=True)
+    env.action_space.seed(0)
+    _, info = env.reset(seed=0)
+    assert env.unwrapped.weightless and env.unwrapped.last_episode_provenance is None
+    for _ in range(9):
+        _, _, terminated, _, info = env.step(env.action_space.sample(info["action_mask"]))
+        assert info["preservation_error"] == 0.0 and info["lineage"]
+    assert terminated and not store.exists()  # no rows, no weights, no file
+    assert env.unwrapped.last_episode_provenance["start_digest"] is None

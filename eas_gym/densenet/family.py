@@ -8,7 +8,12 @@ from gymnasium import spaces
 
 from eas_gym.densenet import spaces as dense
 from eas_gym.densenet.arch import DenseArch, DenseSearchSpace
-from eas_gym.densenet.morph import dense_deeper, dense_widen_units
+from eas_gym.densenet.morph import (
+    dense_deeper,
+    dense_deeper_arch,
+    dense_widen_units,
+    dense_widen_units_arch,
+)
 from eas_gym.densenet.net import DenseNet, build_dense_net
 from eas_gym.densenet.surrogate import dense_surrogate_accuracy
 from eas_gym.net2net import WIDER_NOISE, Decoded, Family, Observation, StateDict, Transforms
@@ -77,6 +82,22 @@ class DenseFamily(Family[DenseArch, DenseSearchSpace]):
             record = {"op": "deeper", "block": block, "position": unit + 1, "source": unit}
             return arch, state, [record]
         return arch, state, []
+
+    def apply_arch(self, decoded: Decoded, arch: DenseArch) -> tuple[DenseArch, Transforms]:
+        units = dense.slot_units(arch)
+        if decoded.widths:
+            growths = {_unit(units, i): k for i, k in decoded.widths.items()}
+            arch = dense_widen_units_arch(arch, growths, space=self.space)
+            records = [
+                {"block": b, "unit": u, "growth": k} for (b, u), k in sorted(growths.items())
+            ]
+            return arch, [{"op": "wider", "units": records}]
+        if decoded.layer is not None:
+            block, unit = _unit(units, decoded.layer)
+            arch = dense_deeper_arch(arch, block, unit + 1, source=unit, space=self.space)
+            record = {"op": "deeper", "block": block, "position": unit + 1, "source": unit}
+            return arch, [record]
+        return arch, []
 
     def surrogate(self, arch: DenseArch) -> float:
         return dense_surrogate_accuracy(arch, self.space)

@@ -42,7 +42,14 @@ from eas_gym.densenet.rewrite import (
 )
 from eas_gym.net2net import StateDict, check_noise, relative_noise
 
-__all__ = ["dense_wider", "dense_widen_units", "dense_deeper"]
+__all__ = [
+    "dense_wider",
+    "dense_widen_units",
+    "dense_deeper",
+    "dense_wider_arch",
+    "dense_widen_units_arch",
+    "dense_deeper_arch",
+]
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -112,28 +119,12 @@ def dense_wider(
         ValueError: `block` or `unit` is out of range, or `new_growth` is not larger or not in
             the space's list.
     """
-    _check_block(arch, block)
-    _check_int(unit, "unit")
-    if not 0 <= unit < len(arch.blocks[block]):
-        raise ValueError(
-            f"`unit` {unit} out of range: block {block} of {arch} has "
-            f"{len(arch.blocks[block])} units"
-        )
+    _check_unit(arch, block, unit)
     _check_int(new_growth, "new_growth")
     check_noise(noise, generator)
+    new_arch = dense_wider_arch(arch, block, unit, new_growth, space=space)
     old = arch.blocks[block][unit]
-    if new_growth <= old:
-        raise ValueError(
-            f"`new_growth` {new_growth} must be larger than unit {unit}'s growth {old} in "
-            f"block {block}"
-        )
-    if space is not None and new_growth not in space.growths:
-        raise ValueError(f"`new_growth` {new_growth} not in the space's growths {space.growths}")
-
-    growths = list(arch.blocks[block])
-    growths[unit] = new_growth
-    blocks = arch.blocks[:block] + (tuple(growths),) + arch.blocks[block + 1 :]
-    new_arch = dataclasses.replace(arch, blocks=blocks)
+    growths = new_arch.blocks[block]
 
     source = get_module(group_modules(state), unit_key(block, unit))
     # Bottleneck: (4k, Cin, 1, 1) -> (4k', Cin, 1, 1); the 3x3 conv divides by copy counts.
@@ -155,6 +146,53 @@ def dense_wider(
     return new_arch, rewrite_state(
         arch, state, new_arch, block, counterparts, src, {unit: override}, noise, generator
     )
+
+
+def _check_unit(arch: DenseArch, block: int, unit: int) -> None:
+    _check_block(arch, block)
+    _check_int(unit, "unit")
+    if not 0 <= unit < len(arch.blocks[block]):
+        raise ValueError(
+            f"`unit` {unit} out of range: block {block} of {arch} has "
+            f"{len(arch.blocks[block])} units"
+        )
+
+
+def dense_wider_arch(
+    arch: DenseArch,
+    block: int,
+    unit: int,
+    new_growth: int,
+    *,
+    space: DenseSearchSpace | None = None,
+) -> DenseArch:
+    """The architecture :func:`dense_wider` makes, without weights (same checks and errors)."""
+    _check_unit(arch, block, unit)
+    _check_int(new_growth, "new_growth")
+    old = arch.blocks[block][unit]
+    if new_growth <= old:
+        raise ValueError(
+            f"`new_growth` {new_growth} must be larger than unit {unit}'s growth {old} in "
+            f"block {block}"
+        )
+    if space is not None and new_growth not in space.growths:
+        raise ValueError(f"`new_growth` {new_growth} not in the space's growths {space.growths}")
+    growths = list(arch.blocks[block])
+    growths[unit] = new_growth
+    blocks = arch.blocks[:block] + (tuple(growths),) + arch.blocks[block + 1 :]
+    return dataclasses.replace(arch, blocks=blocks)
+
+
+def dense_widen_units_arch(
+    arch: DenseArch,
+    growths: Mapping[tuple[int, int], int],
+    *,
+    space: DenseSearchSpace | None = None,
+) -> DenseArch:
+    """The architecture :func:`dense_widen_units` makes, without weights."""
+    for block, unit in sorted(growths):
+        arch = dense_wider_arch(arch, block, unit, growths[block, unit], space=space)
+    return arch
 
 
 def dense_widen_units(
@@ -233,41 +271,11 @@ def dense_deeper(
         ValueError: `block`, `position` or `source` is out of range, or the space's limits
             would be exceeded.
     """
-    _check_block(arch, block)
-    num = len(arch.blocks[block])
-    _check_int(position, "position")
-    if not 0 <= position <= num:
-        raise ValueError(
-            f"`position` {position} out of range: block {block} of {arch} has {num} units, "
-            f"so a new unit goes at 0..{num}"
-        )
-    source = max(position - 1, 0) if source is None else _check_int(source, "source")
-    if not 0 <= source <= min(position, num - 1):
-        raise ValueError(
-            f"`source` {source} must be an existing unit at or before `position` {position}: "
-            f"0..{min(position, num - 1)}"
-        )
     check_noise(noise, generator)
-    if space is not None:
-        if num + 1 > space.max_units_per_block:
-            raise ValueError(
-                f"deepening block {block} gives {num + 1} units, over the space's "
-                f"`max_units_per_block` {space.max_units_per_block}"
-            )
-        if arch.num_units + 1 > space.max_units:
-            raise ValueError(
-                f"deepening block {block} gives {arch.num_units + 1} units, over the space's "
-                f"`max_units` {space.max_units}"
-            )
-
-    growths = arch.blocks[block]
-    k = growths[source]
-    blocks = (
-        arch.blocks[:block]
-        + (growths[:position] + (k,) + growths[position:],)
-        + arch.blocks[block + 1 :]
-    )
-    new_arch = dataclasses.replace(arch, blocks=blocks)
+    new_arch = dense_deeper_arch(arch, block, position, source=source, space=space)
+    num = len(arch.blocks[block])
+    source = max(position - 1, 0) if source is None else source
+    k = arch.blocks[block][source]
 
     copy = get_module(group_modules(state), unit_key(block, source))
     override = {
@@ -287,3 +295,48 @@ def dense_deeper(
     return new_arch, rewrite_state(
         arch, state, new_arch, block, counterparts, src, {position: override}, noise, generator
     )
+
+
+def dense_deeper_arch(
+    arch: DenseArch,
+    block: int,
+    position: int,
+    *,
+    source: int | None = None,
+    space: DenseSearchSpace | None = None,
+) -> DenseArch:
+    """The architecture :func:`dense_deeper` makes, without weights (same checks and errors)."""
+    _check_block(arch, block)
+    num = len(arch.blocks[block])
+    _check_int(position, "position")
+    if not 0 <= position <= num:
+        raise ValueError(
+            f"`position` {position} out of range: block {block} of {arch} has {num} units, "
+            f"so a new unit goes at 0..{num}"
+        )
+    source = max(position - 1, 0) if source is None else _check_int(source, "source")
+    if not 0 <= source <= min(position, num - 1):
+        raise ValueError(
+            f"`source` {source} must be an existing unit at or before `position` {position}: "
+            f"0..{min(position, num - 1)}"
+        )
+    if space is not None:
+        if num + 1 > space.max_units_per_block:
+            raise ValueError(
+                f"deepening block {block} gives {num + 1} units, over the space's "
+                f"`max_units_per_block` {space.max_units_per_block}"
+            )
+        if arch.num_units + 1 > space.max_units:
+            raise ValueError(
+                f"deepening block {block} gives {arch.num_units + 1} units, over the space's "
+                f"`max_units` {space.max_units}"
+            )
+
+    growths = arch.blocks[block]
+    k = growths[source]
+    blocks = (
+        arch.blocks[:block]
+        + (growths[:position] + (k,) + growths[position:],)
+        + arch.blocks[block + 1 :]
+    )
+    return dataclasses.replace(arch, blocks=blocks)
