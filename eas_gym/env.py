@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from eas_gym.arch import Arch
 from eas_gym.data import dataset_classes, dataset_identity, resolve_device
 from eas_gym.eval_config import WEIGHTLESS_EVALUATORS, EvalConfig, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
@@ -594,6 +595,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         model = default_model()
         if seed is None:
             return model.start_accuracy
+        assert isinstance(arch, Arch)  # the bench's space is the small plain one (__init__)
         return model.sample(arch, np.random.default_rng(seed))
 
 
