@@ -7,6 +7,7 @@ Gymnasium's style (spaces, rewards, info, attributes, arguments, versions); the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -325,6 +326,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self._num_widths = int(widths.nvec[0]) if isinstance(widths, spaces.MultiDiscrete) else 1
         self.action_space = self.family.action_space(self.start_arch)
 
+        self._start_key = self.eval_config.start_key()  # a hash: once, not at every reset
         self.config_key = self.scorer.config_key
         """The store's key of this configuration's children (``eval_config.key()``)."""
         self.step_provenance: dict[str, Any] = _no_training()
@@ -423,7 +425,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         generator = torch.Generator().manual_seed(generator_seed)
         arch: AnyArch = self.start_arch
         state, self._accuracy = self._start
-        origin, evaluation = self.eval_config.start_key(), BY_NET
+        origin, evaluation = self._start_key, BY_NET
         if options and options.get("net") is not None:
             arch, state, self._accuracy, evaluation = self._stored(options["net"])
             origin = lineage_step(arch.to_string(), evaluation)
@@ -571,11 +573,12 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     def _info(self) -> dict[str, Any]:
         arch = self._live().arch
+        net, params, flops = _describe(arch, self._input_size())
         return {
-            "net": arch.to_string(),
+            "net": net,
             "accuracy": self._accuracy,
-            "params": arch.num_params(),
-            "flops": arch.num_flops(self._input_size()),
+            "params": params,
+            "flops": flops,
             "lineage": self._evaluation,
             "action_mask": self._mask(),
         }
@@ -597,6 +600,12 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             return model.start_accuracy
         assert isinstance(arch, Arch)  # the bench's space is the small plain one (__init__)
         return model.sample(arch, np.random.default_rng(seed))
+
+
+@functools.lru_cache(maxsize=2**16)
+def _describe(arch: AnyArch, input_size: int) -> tuple[str, int, int]:
+    """Net string, parameters and FLOPs (pure; the weightless ids revisit networks fast)."""
+    return arch.to_string(), arch.num_params(), arch.num_flops(input_size)
 
 
 def _no_training() -> dict[str, Any]:

@@ -13,6 +13,7 @@ here, :class:`DenseFamily` next to the DenseNet space (:mod:`eas_gym.densenet.fa
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,7 @@ class PlainFamily(Family[Arch, SearchSpace]):
         return arch, []
 
     def surrogate(self, arch: Arch) -> float:
-        return surrogate_accuracy(arch, self.space)
+        return _surrogate_accuracy(arch, self.space)
 
     def build(
         self,
@@ -162,3 +163,7 @@ def build_model(
     if isinstance(arch, DenseArch):
         return build_dense_net(arch, state, generator=generator, device=device)
     return build_net(arch, state, generator=generator, device=device)
+
+
+# The weightless ids score the same networks again and again: the formula is pure.
+_surrogate_accuracy = functools.lru_cache(maxsize=2**16)(surrogate_accuracy)

@@ -1,0 +1,96 @@
+"""Networks per second of the weightless evaluators against the weight-carrying path, one core.
+
+    python benchmarks/evaluator_speed.py [--seconds 10] [--out benchmarks/evaluator_speed.png]
+
+Runs random legal episodes (9 steps, dense reward: every child scored) for about `--seconds`
+each, one torch thread, a fresh in-memory store, and reports finished networks per second:
+
+* ``weights``: ``EAS-Synthetic-v0`` with ``epochs=0``: the path every trained id takes (Net2Net
+  on the weights, the preservation check on the probe batch, the store's rows) with no training,
+  which is what ``EAS-Surrogate-v0`` cost before its evaluator became weightless;
+* ``surrogate``: ``EAS-Surrogate-v0``, the hand-written formula on the architecture alone;
+* ``bench``: ``EAS-Bench-CIFAR10-CPU-v2``, the model fitted on real ``-v2`` evaluations (needs
+  ``pip install -e ".[bench]"``; left out when it is missing).
+
+Prints one JSON line with the rates and their ratios to ``weights``, and plots them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import eas_gym  # noqa: F401  (registers the EAS-* ids)
+
+CASES = {
+    "weights": ("EAS-Synthetic-v0", {"epochs": 0.0, "train_size": 500, "val_size": 100}),
+    "surrogate": ("EAS-Surrogate-v0", {}),
+    "bench": ("EAS-Bench-CIFAR10-CPU-v2", {}),
+}
+
+
+def networks_per_second(env_id: str, kwargs: dict, seconds: float, seed: int = 0) -> dict:
+    """Finished episodes per second of random legal actions (after one untimed episode)."""
+    env = gym.make(env_id, store=":memory:", **kwargs)
+    rng = np.random.default_rng(seed)
+
+    def episode(s: int) -> None:
+        _, info = env.reset(seed=s)
+        done = False
+        while not done:
+            action = np.array([rng.choice(np.flatnonzero(m)) for m in info["action_mask"]])
+            _, _, done, _, info = env.step(action)
+
+    episode(seed)  # the start network and the imports: not timed
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        episode(seed + 1 + count)
+        count += 1
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {"env": env_id, "networks": count, "seconds": round(elapsed, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per case")
+    parser.add_argument("--out", default="benchmarks/evaluator_speed.png")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    rows = {}
+    for name, (env_id, kwargs) in CASES.items():
+        try:
+            rows[name] = networks_per_second(env_id, kwargs, args.seconds)
+        except (gym.error.Error, ImportError) as e:  # the bench without its extra
+            rows[name] = {"env": env_id, "skipped": f"{type(e).__name__}: {e}"}
+            continue
+        rows[name]["per_second"] = round(rows[name]["networks"] / rows[name]["seconds"], 1)
+    base = rows["weights"]["per_second"]
+    ratios = {k: round(r["per_second"] / base, 1) for k, r in rows.items() if "per_second" in r}
+    print(json.dumps({"benchmark": "evaluator_speed", "cases": rows, "ratio_to_weights": ratios}))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in rows if "per_second" in rows[k]]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh(names, [rows[k]["per_second"] for k in names], color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("networks per second, one core (log)")
+    ax.set_title("Weightless evaluators vs the weight-carrying path")
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
