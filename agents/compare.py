@@ -6,12 +6,14 @@ validation accuracy of the last third of its sampled networks, the best validati
 per distinct network and cached in ``test_accuracy.json``), and optionally the mean of a
 recheck (:func:`agents.runner.run_recheck`: fresh episodes of the final policy whose children
 are fine-tuned again, never read from the store). Each is summarised as mean +- standard error
-over seeds, and every agent is compared with ``random`` by Welch's t-test (difference, 95% CI,
-two-sided p; :mod:`agents.stats`).
+over seeds, and every agent is compared with ``random`` and with the best other agent by
+Welch's t-test (difference, 95% CI, two-sided p), with the exact permutation p beside it and a
+Holm-adjusted p within each family of tests; a size-adjusted comparison takes out what larger
+networks alone buy (:mod:`agents.compare_analysis`, :mod:`agents.stats`).
 
 Writes ``compare.json`` (every per-seed number), ``compare.md`` (the tables) and
 ``compare.png`` (best-so-far validation accuracy against networks evaluated and against
-cumulative training seconds, mean +- SE bands, the start network as a reference line), and
+cumulative child training time, mean +- SE bands, the start network as a reference line), and
 keeps the start network every run grows from in ``start/`` (:mod:`agents.pinned_start`), so a
 copy of the folder without its store resumes on the same start.
 
@@ -30,17 +32,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.compare_analysis import agent_rows, last_third, per_run_metrics, power
 from agents.compare_plot import plot_comparison
-from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, format_tables
+from agents.compare_table import METRICS, REFERENCE, format_tables
 from agents.pinned_start import PIN_FOLDER, pin_start, restore_start
 from agents.registry import AgentSpec, parse_agent_spec
 from agents.run_folder import read_jsonl, set_aside_unfinished
 from agents.runner import SearchArgs, read_summary, run_recheck, run_search
-from agents.stats import mean_se, pooled_sd, seeds_for_power, welch
 from eas_gym.env import EASEnv
 from eas_gym.store import EvalStore
 
 __all__ = ["METRICS", "compare", "format_tables", "report", "summarise"]
+
+TEST = (
+    "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df; exact permutation p beside "
+    "it; Holm-adjusted p within each family of tests"
+)
 
 
 def summarise(accuracies: list[float]) -> dict[str, float]:
@@ -50,10 +57,9 @@ def summarise(accuracies: list[float]) -> dict[str, float]:
     0.55
     """
     acc = np.asarray(accuracies, dtype=float)
-    third = acc[len(acc) - max(len(acc) // 3, 1) :]
     return {
         "mean": float(acc.mean()),
-        "last_third_mean": round(float(third.mean()), 12),
+        "last_third_mean": round(float(np.mean(last_third(list(acc)))), 12),
         "best": float(acc.max()),
     }
 
@@ -135,8 +141,8 @@ def compare(
         tests = _test_accuracies(eas, runs, root) if test else {}
     finally:
         probe.close()
-    per_run = {label: [_run_metrics(r, tests) for r in rs] for label, rs in runs.items()}
-    rows = _rows(per_run)
+    per_run = per_run_metrics(runs, tests)
+    rows, families = agent_rows(per_run)
     result = {
         "env_id": env_id,
         "nets": nets,
@@ -145,9 +151,10 @@ def compare(
         "recheck": recheck,
         "start_accuracy": start_accuracy,
         "start_accuracies": _start_accuracies(runs),
-        "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
+        "test": TEST,
+        "families": families,
         "agents": rows,
-        "power": _power(per_run),
+        "power": power(per_run),
         "runs": per_run,
     }
     (root / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -220,7 +227,8 @@ def report(out: str, *, recheck: int = 0) -> str:
     (env_id, nets, batch), known = setups.pop(), [x for x in starts if x is not None]
     order = sorted(runs, key=lambda label: (label != REFERENCE, label))  # random first
     runs = {label: sorted(runs[label], key=lambda r: r["seed"]) for label in order}
-    per_run = {label: [_run_metrics(r, {}) for r in rs] for label, rs in runs.items()}
+    per_run = per_run_metrics(runs, {})
+    rows, families = agent_rows(per_run)
     result = {
         "env_id": env_id,
         "nets": nets,
@@ -230,9 +238,10 @@ def report(out: str, *, recheck: int = 0) -> str:
         "recheck": recheck,
         "start_accuracy": known[0] if known else float("nan"),
         "start_accuracies": _start_accuracies(runs),
-        "test": "Welch's t-test (two-sided), 95% CI with Welch-Satterthwaite df",
-        "agents": _rows(per_run),
-        "power": _power(per_run),
+        "test": TEST,
+        "families": families,
+        "agents": rows,
+        "power": power(per_run),
         "runs": per_run,
     }
     (root / "report.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -314,65 +323,3 @@ def _test_accuracies(
                 cache[key] = env.scorer.test_accuracy(arch, best.get("lineage"))
                 path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
     return {k.split("|", 1)[1]: v for k, v in cache.items() if k.startswith(env.config_key)}
-
-
-def _test_key(child: dict[str, Any]) -> str:
-    return f"{child['net']}|{child.get('lineage')}"
-
-
-def _run_metrics(run: dict[str, Any], tests: dict[str, float]) -> dict[str, Any]:
-    children = run["children"]
-    acc = [c["accuracy"] for c in children]
-    best = max(children, key=lambda c: c["accuracy"])
-    metrics = {
-        "seed": run["seed"],
-        "start_accuracy": run.get("start"),
-        "last_third_mean": summarise(acc)["last_third_mean"],
-        "best": best["accuracy"],
-        "best_net": best["net"],
-        "test_of_best": tests.get(_test_key(best)),
-        "recheck_mean": None,
-        "train_seconds": float(sum(c["train_seconds"] for c in children)),
-        "cache_hits": int(sum(c["cache_hit"] for c in children)),
-        "accuracies": acc,
-        "cumulative_train_seconds": np.cumsum([c["train_seconds"] for c in children]).tolist(),
-    }
-    if run.get("recheck"):
-        metrics["recheck_mean"] = float(np.mean([c["accuracy"] for c in run["recheck"]]))
-        metrics["recheck_accuracies"] = [c["accuracy"] for c in run["recheck"]]
-    return metrics
-
-
-def _rows(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per agent: each metric's mean +- SE over seeds, and its difference to random."""
-    rows: dict[str, dict[str, Any]] = {}
-    for label, runs in per_run.items():
-        row: dict[str, Any] = {}
-        for metric in METRICS:
-            values = [r[metric] for r in runs if r[metric] is not None]
-            if not values:
-                continue
-            row[metric] = mean_se(values)
-            reference = [r[metric] for r in per_run.get(REFERENCE, []) if r[metric] is not None]
-            if label != REFERENCE and reference:
-                row[metric]["vs_random"] = welch(values, reference)
-        rows[label] = row
-    return rows
-
-
-def _power(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per metric: the seed-to-seed sd pooled within agents, and the seeds each gap needs."""
-    power = {}
-    for metric in METRICS:
-        groups = [[r[metric] for r in rs if r[metric] is not None] for rs in per_run.values()]
-        sd, df = pooled_sd(groups)
-        if df == 0 or sd == 0:
-            continue
-        power[metric] = {
-            "seed_sd": sd,
-            "df": df,
-            "seeds_for_gap": {
-                f"{gap:g}": seeds_for_power(100 * sd, gap) for gap in POWER_GAPS_POINTS
-            },
-        }
-    return power

@@ -1,7 +1,9 @@
-"""The tables of a comparison: per agent mean +- SE, each agent minus random, and study sizing.
+"""The tables of a comparison: per agent mean +- SE, the tests of each family, study sizing.
 
 :func:`format_tables` turns the result that :func:`agents.compare.compare` and
-:func:`agents.compare.report` write as JSON into the Markdown they write beside it.
+:func:`agents.compare.report` write as JSON into the Markdown they write beside it. Each table of
+tests is one correction family (:data:`agents.compare_analysis.FAMILIES`): its Holm p is
+adjusted over that table's tests, and the table says how many.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["METRICS", "POWER_GAPS_POINTS", "REFERENCE", "format_tables"]
+__all__ = ["METRICS", "POWER_GAPS_POINTS", "REFERENCE", "SIZE_ADJUSTED", "format_tables"]
 
 METRICS = {
     "last_third_mean": "last-third mean (val)",
@@ -18,6 +20,18 @@ METRICS = {
     "recheck_mean": "recheck mean (fresh fine-tunes)",
 }
 """The per-run metrics of a comparison and their table headings."""
+
+SIZE_ADJUSTED = {
+    "last_third_mean": "last_third_size_adjusted",
+    "recheck_mean": "recheck_size_adjusted",
+}
+"""The metrics that have a size-adjusted twin (accuracy residuals after a fit on size)."""
+
+_HEADINGS = {
+    **METRICS,
+    "last_third_size_adjusted": "last-third mean, size-adjusted",
+    "recheck_size_adjusted": "recheck mean, size-adjusted",
+}
 
 REFERENCE = "random"
 
@@ -49,8 +63,18 @@ def _start_text(result: dict[str, Any]) -> str:
     return "start networks " + ", ".join(parts)
 
 
+def _p(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.3g}" if 0.045 <= value < 0.055 else f"{value:.2g}"  # which side of 0.05
+
+
+def _thousands(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 1000:.1f}k"
+
+
 def format_tables(result: dict[str, Any]) -> str:
-    """The comparison as two Markdown tables: per agent, and each agent minus random."""
+    """The comparison as Markdown: per agent, its tests (one table per family), sizing, costs."""
     metrics = [m for m in METRICS if m != "recheck_mean"]
     if result["recheck"]:
         metrics.append("recheck_mean")
@@ -68,38 +92,144 @@ def format_tables(result: dict[str, Any]) -> str:
             f"{_pct(row[m]['mean'])} ± {_pct(row[m]['se'])}" if m in row else "n/a" for m in metrics
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    differences = [
-        (label, m, row[m]["vs_random"])
-        for label, row in result["agents"].items()
-        for m in metrics
-        if m in row and "vs_random" in row[m]
-    ]
-    if differences:
-        lines += [
-            "",
-            f"Difference to {REFERENCE} (points; {result['test']}):",
-            "",
-            "| agent | metric | difference | 95% CI | p |",
-            "|---|---|---|---|---|",
-        ]
-        for label, m, d in differences:
-            ci = f"[{_pct(d['ci_low'])}, {_pct(d['ci_high'])}]"
-            p = "n/a" if not math.isfinite(d["p"]) else f"{d['p']:.3g}"
-            lines.append(f"| {label} | {METRICS[m]} | {_pct(d['diff'])} | {ci} | {p} |")
-    if result.get("power"):
-        gaps = " | ".join(f"seeds for a {gap:g}-point gap" for gap in POWER_GAPS_POINTS)
-        lines += [
-            "",
-            "Sizing the study: one seed's sd (pooled within agents, points) and the seeds per "
-            "agent at which Welch's test finds a true gap with 80% power (two-sided, alpha 0.05; "
-            "a rough guide while the sd rests on few seeds):",
-            "",
-            f"| metric | seed sd (df) | {gaps} |",
-            "|---" * (2 + len(POWER_GAPS_POINTS)) + "|",
-        ]
-        for m, row in result["power"].items():
-            needed = " | ".join(
-                str(n) if n is not None else "> 1000" for n in row["seeds_for_gap"].values()
-            )
-            lines.append(f"| {METRICS[m]} | {_pct(row['seed_sd'])} ({row['df']}) | {needed} |")
+    families = result.get("families", {})
+    lines += _tests_table(result, metrics, "vs_random", families.get("vs_random"))
+    lines += _size_tables(result, metrics, families.get("size_adjusted"))
+    lines += _tests_table(result, metrics, "vs_best_other", families.get("vs_best_other"))
+    lines += _sizing_table(result)
+    lines += _costs(result)
     return "\n".join(lines)
+
+
+def _tests_table(
+    result: dict[str, Any], metrics: list[str], kind: str, family: dict[str, Any] | None
+) -> list[str]:
+    """One family's tests: difference, Welch CI and p, Holm-adjusted p, permutation p."""
+    rows, seen = [], set()
+    for label, row in result["agents"].items():
+        for m in metrics:
+            test = row.get(m, {}).get("vs_random" if kind != "vs_best_other" else kind)
+            if test is None:
+                continue
+            other = test.get("other", REFERENCE)
+            if (m, frozenset((label, other))) in seen:
+                continue  # the same pair of agents, tested from its other side
+            seen.add((m, frozenset((label, other))))
+            ci = f"[{_pct(test['ci_low'])}, {_pct(test['ci_high'])}]"
+            cells = [label, _HEADINGS[m], *([other] if kind == "vs_best_other" else [])]
+            cells += [_pct(test["diff"]), ci, _p(test["p"]), _p(test.get("p_holm"))]
+            rows.append("| " + " | ".join([*cells, _p(test.get("p_permutation"))]) + " |")
+    if not rows:
+        return []
+    count = family["tests"] if family else len(rows)
+    title = {
+        "vs_random": f"Difference to {REFERENCE}",
+        "size_adjusted": f"Size-adjusted difference to {REFERENCE}",
+        "vs_best_other": "Difference to the best other agent on that metric (where that is "
+        f"not {REFERENCE}; a pair of agents once)",
+    }[kind]
+    head = "| agent | metric | " + ("best other | " if kind == "vs_best_other" else "")
+    return [
+        "",
+        f"{title} (points). Welch's t-test (two-sided) with its 95% CI and p; Holm: that p "
+        f"adjusted over the {count} tests of this table (one family); permutation: the "
+        f"permutation test's p, which assumes no normality{_floor(result)}:",
+        "",
+        head + "difference | 95% CI | Welch p | Holm p | permutation p |",
+        "|---" * (8 if kind == "vs_best_other" else 7) + "|",
+        *rows,
+    ]
+
+
+def _floor(result: dict[str, Any]) -> str:
+    """`` (its smallest p with 5 v 5 seeds: 0.0079)`` when every agent has the same seeds."""
+    counts = {len(runs) for runs in result["runs"].values()}
+    if len(counts) != 1 or (n := counts.pop()) < 2:
+        return ""
+    return f" (its smallest p with {n} v {n} seeds: {2 / math.comb(2 * n, n):.2g})"
+
+
+def _size_tables(
+    result: dict[str, Any], metrics: list[str], family: dict[str, Any] | None
+) -> list[str]:
+    """Per agent its networks' median size and its size-adjusted accuracy; then their tests."""
+    adjusted = [SIZE_ADJUSTED[m] for m in metrics if m in SIZE_ADJUSTED]
+    agents = result["agents"]
+    if not any(m in row for row in agents.values() for m in adjusted):
+        return []
+    fitted = sum(
+        len(r["accuracies"]) + len(r.get("recheck_accuracies", []))
+        for r in result["runs"].get(REFERENCE, [])
+    )
+    rechecked = result["recheck"] > 0
+    columns = ["late networks: median params", "median FLOPs"]
+    columns += ["recheck networks: median params"] if rechecked else []
+    lines = [
+        "",
+        "Network size and size-adjusted accuracy. Late networks are each run's last third. "
+        "Size-adjusted: each network's accuracy minus what a least-squares fit of accuracy on "
+        f"log params and log FLOPs over {REFERENCE}'s {fitted} networks predicts for its size "
+        "(points, mean ± SE over seeds). An agent that only learns to pick bigger networks "
+        f"scores about what {REFERENCE} does here.",
+        "",
+        "| agent | " + " | ".join(columns + [_HEADINGS[m] for m in adjusted]) + " |",
+        "|---" * (1 + len(columns) + len(adjusted)) + "|",
+    ]
+    for label, row in agents.items():
+        size = row.get("network_size", {})
+        cells = [_thousands(size.get("late_params_median"))]
+        flops = size.get("late_flops_median")
+        cells.append("n/a" if flops is None else f"{flops / 1e6:.2f}M")
+        cells += [_thousands(size.get("recheck_params_median"))] if rechecked else []
+        cells += [
+            f"{_pct(row[m]['mean'])} ± {_pct(row[m]['se'])}" if m in row else "n/a"
+            for m in adjusted
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + _tests_table(result, adjusted, "size_adjusted", family)
+
+
+def _sizing_table(result: dict[str, Any]) -> list[str]:
+    if not result.get("power"):
+        return []
+    gaps = " | ".join(f"seeds for a {gap:g}-point gap" for gap in POWER_GAPS_POINTS)
+    lines = [
+        "",
+        "Sizing the study: one seed's sd (pooled within agents, points) and the seeds per "
+        "agent at which Welch's test finds a true gap with 80% power (two-sided, alpha 0.05; "
+        "a rough guide while the sd rests on few seeds):",
+        "",
+        f"| metric | seed sd (df) | {gaps} |",
+        "|---" * (2 + len(POWER_GAPS_POINTS)) + "|",
+    ]
+    for m, row in result["power"].items():
+        needed = " | ".join(
+            str(n) if n is not None else "> 1000" for n in row["seeds_for_gap"].values()
+        )
+        lines.append(f"| {METRICS[m]} | {_pct(row['seed_sd'])} ({row['df']}) | {needed} |")
+    return lines
+
+
+def _costs(result: dict[str, Any]) -> list[str]:
+    """What the runs cost, from their records: cache hits and child-training hours."""
+    runs = result["runs"]
+    if not all("batch_wall_seconds" in r for rs in runs.values() for r in rs):
+        return []  # a result written before these were recorded
+    hits = ", ".join(f"{label} {sum(r['cache_hits'] for r in rs)}" for label, rs in runs.items())
+    hours = {label: sum(r["batch_wall_seconds"] for r in rs) / 3600 for label, rs in runs.items()}
+    text = ", ".join(f"{label} {h:.1f} h" for label, h in hours.items())
+    lines = [
+        "",
+        f"Costs, all seeds: cache hits (search networks read from the store, not trained) "
+        f"{hits}. Child training in wall time, each batch counted as its slowest child, search "
+        f"and recheck: {text}; {sum(hours.values()):.1f} h in all.",
+    ]
+    if not sum(hours.values()):
+        lines[-1] = lines[-1].split(" Child training")[0]  # nothing trained (a surrogate)
+    elif all(r.get("cpu_seconds") is not None for rs in runs.values() for r in rs):
+        cpu = ", ".join(
+            f"{label} {sum(r['cpu_seconds'] for r in rs) / 3600:.1f} h"
+            for label, rs in runs.items()
+        )
+        lines[-1] += f" Process CPU time of the search's fine-tunes: {cpu}."
+    return lines

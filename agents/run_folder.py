@@ -81,7 +81,12 @@ one list of ints per step: with the net string, what a surrogate is fitted on.
 """
 
 RECHECK_UPDATE_OFFSET = 1_000_000
-"""Recheck batch ``j`` is seeded as update ``RECHECK_UPDATE_OFFSET + j``: never a search's."""
+"""Recheck batch ``j`` asks :func:`episode_seed` for update ``RECHECK_UPDATE_OFFSET + j``."""
+
+# Run seed s owns the episode seeds s * _SEED_STRIDE .. (s + 1) * _SEED_STRIDE - 1; the top
+# _RECHECK_ROOM of them are its recheck's (:func:`episode_seed`).
+_SEED_STRIDE = 1_000_003
+_RECHECK_ROOM = 100_000
 
 # Settings that may change between runs of one folder: the budget, how and where it runs.
 _MAY_CHANGE = (
@@ -101,10 +106,32 @@ _PATH_ENV_KWARGS = ("data_dir", "download", "store")
 def episode_seed(seed: int, update: int, batch: int) -> int:
     """The reset seed of update `update`'s environments (env ``i`` gets ``seed + i``).
 
-    >>> episode_seed(0, 2, 10)
-    20
+    Run seed ``s`` owns the block of episode seeds ``[s * 1_000_003, (s + 1) * 1_000_003)``.
+    Its search counts up from the bottom (update ``u``: ``s * 1_000_003 + u * batch``, as
+    ever); its recheck (update ``RECHECK_UPDATE_OFFSET + j``) counts down from the top, so
+    batch ``j`` gets the ``batch`` seeds below ``(s + 1) * 1_000_003 - j * batch``. No recheck
+    episode shares a seed with any search episode, of its own run seed or of any other, while
+    a run's search has at most 900,003 networks (the recheck may have 100,000 episodes).
+
+    Rechecks run before this scheme (2026-12-04) were seeded
+    ``s * 1_000_003 + (1_000_000 + j) * batch``, which equals seed ``s + batch``'s search
+    update ``j - 3``: from batch 3 on they replayed another run seed's search episodes. Their
+    records still count as finished (:func:`finished_records` counts records, not seeds).
+
+    >>> episode_seed(0, 2, 10), episode_seed(0, RECHECK_UPDATE_OFFSET, 10)
+    (20, 999993)
+
+    Raises:
+        ValueError: A recheck past its 100,000 episodes.
     """
-    return seed * 1_000_003 + update * batch
+    if update < RECHECK_UPDATE_OFFSET:
+        return seed * _SEED_STRIDE + update * batch
+    episodes = (update - RECHECK_UPDATE_OFFSET + 1) * batch
+    if episodes > _RECHECK_ROOM:
+        raise ValueError(
+            f"Expected a recheck of at most {_RECHECK_ROOM} episodes, actually: {episodes}"
+        )
+    return (seed + 1) * _SEED_STRIDE - episodes
 
 
 def child_record(

@@ -4,18 +4,33 @@ A comparison of search agents is a claim about policies, measured over independe
 seed gives one number per metric (its last-third mean, its best...), and agents are compared on
 those numbers. Welch's t-test (unequal variances; Welch 1947) gives the p-value, and the 95%
 confidence interval of the difference uses the same Welch-Satterthwaite degrees of freedom.
-:func:`seeds_for_power` sizes a study: the seeds per agent at which that test finds a given gap.
+With 5 seeds a side that p-value rests on normality, so :func:`permutation_p` gives the exact
+permutation test beside it, and :func:`holm` adjusts a family of p-values for multiplicity.
+:func:`size_fit` and :func:`size_residuals` take network size out of an accuracy (a network
+with more parameters scores higher for that alone). :func:`seeds_for_power` sizes a study: the
+seeds per agent at which Welch's test finds a given gap.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["mean_se", "welch", "pooled_sd", "seeds_for_power", "best_so_far"]
+__all__ = [
+    "mean_se",
+    "welch",
+    "permutation_p",
+    "holm",
+    "size_fit",
+    "size_residuals",
+    "pooled_sd",
+    "seeds_for_power",
+    "best_so_far",
+]
 
 
 def mean_se(values: Sequence[float]) -> dict[str, float]:
@@ -69,6 +84,101 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> d
         "ci_high": diff + half,
         "p": p,
     }
+
+
+def permutation_p(
+    a: Sequence[float], b: Sequence[float], *, max_exact: int = 100_000, resamples: int = 99_999
+) -> float:
+    """Two-sided permutation p-value of ``mean(a) - mean(b)``: exact when the splits are few.
+
+    The share of the ways to split the pooled values into groups of ``len(a)`` and ``len(b)``
+    whose difference of means is at least as far from zero as the observed one. It assumes
+    only that the labels are exchangeable (no normality), so with few seeds its smallest
+    value is bounded: 2 / C(10, 5) = 0.0079 for 5 v 5. Every split is enumerated when there are
+    at most `max_exact`; else `resamples` random ones (a fixed seed) give ``(k + 1) / (R + 1)``.
+
+    Returns:
+        The p-value, or nan when either side has fewer than 2 values.
+
+    >>> round(permutation_p([5.0, 6.0, 7.0, 8.0, 9.0], [0.0, 1.0, 2.0, 3.0, 4.0]), 4)
+    0.0079
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size < 2 or y.size < 2:
+        return math.nan
+    pooled, n = np.concatenate([x, y]), x.size
+    observed = abs(x.mean() - y.mean())
+    if math.comb(pooled.size, n) <= max_exact:
+        picks = np.array(list(itertools.combinations(range(pooled.size), n)))
+        in_a = np.zeros((len(picks), pooled.size), dtype=bool)
+        in_a[np.arange(len(picks))[:, None], picks] = True
+    else:
+        rng = np.random.default_rng(0)
+        order = rng.permuted(np.tile(np.arange(pooled.size), (resamples, 1)), axis=1)
+        in_a = order < n
+    diffs = np.abs((in_a @ pooled) / n - (~in_a @ pooled) / y.size)
+    # a split's difference equal to the observed one up to rounding counts as "as far"
+    extreme = int((diffs >= observed - 1e-12 * max(1.0, observed)).sum())
+    if math.comb(pooled.size, n) <= max_exact:
+        return extreme / len(diffs)
+    return (extreme + 1) / (resamples + 1)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given.
+
+    The family is every finite p-value given (a nan stays nan and is not counted). The k-th
+    smallest of m is multiplied by ``m - k + 1``, then made non-decreasing and capped at 1.
+    Rejecting where the adjusted p < alpha keeps the chance of any false claim in the family
+    below alpha, whatever the dependence between the tests.
+
+    >>> holm([0.01, 0.04, 0.03, float("nan")])
+    [0.03, 0.06, 0.06, nan]
+    """
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (finite.size - rank) * float(p[i])))
+        adjusted[i] = round(running, 15)
+    return adjusted.tolist()
+
+
+def _size_design(params: Sequence[float], flops: Sequence[float]) -> np.ndarray:
+    p, f = np.asarray(params, dtype=float), np.asarray(flops, dtype=float)
+    if p.shape != f.shape or not (p > 0).all() or not (f > 0).all():
+        raise ValueError("Expected `params` and `flops` of one length, all > 0")
+    return np.column_stack([np.ones(p.size), np.log(p), np.log(f)])
+
+
+def size_fit(
+    accuracies: Sequence[float], params: Sequence[float], flops: Sequence[float]
+) -> np.ndarray:
+    """Least-squares fit of accuracy on ``1, log(params), log(FLOPs)``: its 3 coefficients.
+
+    Fitted on a reference agent's networks (random search's), it says how much accuracy size
+    alone buys in this search space; :func:`size_residuals` subtracts that.
+
+    Raises:
+        ValueError: Fewer than 3 networks, lengths that differ, or a size that is not > 0.
+    """
+    design, y = _size_design(params, flops), np.asarray(accuracies, dtype=float)
+    if y.size < 3 or y.shape != design[:, 0].shape:
+        raise ValueError(f"Expected >= 3 networks of equal-length records, got {y.size}")
+    return np.linalg.lstsq(design, y, rcond=None)[0]
+
+
+def size_residuals(
+    coef: np.ndarray, accuracies: Sequence[float], params: Sequence[float], flops: Sequence[float]
+) -> np.ndarray:
+    """Accuracy minus what :func:`size_fit`'s `coef` predicts from each network's size.
+
+    >>> coef = size_fit([0.3, 0.4, 0.5, 0.6], [10, 100, 1000, 10000], [20, 200, 2000, 20000])
+    >>> size_residuals(coef, [0.45], [100], [200]).round(6).tolist()
+    [0.05]
+    """
+    return np.asarray(accuracies, dtype=float) - _size_design(params, flops) @ coef
 
 
 def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:

@@ -7,16 +7,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import eas_gym.scorer
 from agents.compare import compare, report
+from agents.compare_plot import plot_comparison
 from agents.compare_table import _pct
 from agents.run_folder import load_checkpoint
 from agents.runner import SearchArgs, run_recheck, run_search
-from agents.stats import seeds_for_power
+from agents.stats import holm, seeds_for_power
 from eas_gym.cli import main
 from eas_gym.scorer import ChildScorer
 from eas_gym.store import EvalStore
@@ -298,3 +300,122 @@ def test_a_finished_run_read_back_keeps_the_start_it_grew_from(tmp_path):
     result = json.loads((out / "compare.json").read_text())
     assert result["start_accuracies"]["0"] == [earlier]
     assert result["start_accuracies"]["1"] == [earlier + 0.05]
+
+
+def _fake_run(folder, agent, options, seed, *, size, bonus, nets=30, recheck=10, cpu=False):
+    """A finished run's records: accuracy grows with log size, plus the agent's `bonus`."""
+    rng = np.random.default_rng(seed + 100 * len(agent))
+    folder.mkdir(parents=True)
+    config = {"agent": agent, "agent_options": options, "seed": seed, "nets": nets, "batch": 10}
+    (folder / "config.json").write_text(json.dumps({**config, "env_id": "EAS-Fake-v0"}))
+    for name, count in (("children", nets), ("recheck", recheck)):
+        records = []
+        for k in range(count):
+            params = int(rng.uniform(*size))
+            flops = int(params * rng.uniform(30, 60))
+            accuracy = 0.1 + 0.02 * np.log(params) + 0.01 * np.log(flops) + bonus
+            records.append(
+                {
+                    "update": k // 10,
+                    "env": k % 10,
+                    "net": f"net-{agent}-{seed}-{k}",
+                    "accuracy": float(accuracy + rng.normal(0, 0.002)),
+                    "params": params,
+                    "flops": flops,
+                    "cache_hit": name == "children" and k < 2,
+                    "train_seconds": 30.0 + k % 10,
+                    **({"cpu_seconds": 20.0} if cpu else {}),
+                }
+            )
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_report_adjusts_for_size_tests_the_best_other_and_corrects_each_family(tmp_path):
+    """An agent that only picks bigger networks beats random search on accuracy, not on the
+    size-adjusted residual; one a point above the size curve keeps its point."""
+    arms = {
+        ("random", ()): {"size": (5_000, 20_000), "bonus": 0.0},
+        ("reinforce", (("lr", 0.01),)): {"size": (40_000, 80_000), "bonus": 0.0},
+        ("evolution", ()): {"size": (5_000, 20_000), "bonus": 0.01},
+    }
+    for (agent, options), arm in arms.items():
+        folder = tmp_path / agent
+        for seed in range(5):
+            _fake_run(folder / f"seed-{seed}", agent, dict(options), seed, **arm)
+    report(str(tmp_path), recheck=10)
+    result = json.loads((tmp_path / "report.json").read_text())
+    rows, families = result["agents"], result["families"]
+    bigger, better = rows["reinforce[lr=0.01]"], rows["evolution"]
+    for metric in ("last_third_mean", "recheck_mean"):
+        adjusted = metric.replace("_mean", "_size_adjusted")
+        raw = bigger[metric]["vs_random"]
+        assert raw["diff"] > 0.02 and raw["p_holm"] < 0.05  # bigger networks score higher...
+        assert abs(bigger[adjusted]["vs_random"]["diff"]) < 0.003  # ...and that is all
+        assert bigger[adjusted]["vs_random"]["p_permutation"] > 0.05
+        kept = better[adjusted]["vs_random"]
+        assert kept["diff"] == pytest.approx(0.01, abs=0.003)
+        assert kept["p_permutation"] == pytest.approx(2 / 252)  # the floor of 5 v 5
+    size = bigger["network_size"]["late_params_median"]
+    assert size > 2 * rows["random"]["network_size"]["late_params_median"]
+    # each agent against the best other: here each other, one test per pair and metric
+    versus = better["recheck_mean"]["vs_best_other"]
+    assert versus["other"] == "reinforce[lr=0.01]"
+    assert bigger["recheck_mean"]["vs_best_other"]["p"] == pytest.approx(versus["p"])
+    # Holm within each family: 3 metrics x 2 agents, 2 x 2 size-adjusted, 3 pairs
+    counts = {name: f["tests"] for name, f in families.items()}
+    assert counts == {"vs_random": 6, "size_adjusted": 4, "vs_best_other": 3}
+    tests = [
+        rows[a][m]["vs_random"]
+        for a in rows
+        if a != "random"
+        for m in ("last_third_mean", "best", "recheck_mean")
+    ]
+    assert [t["p_holm"] for t in tests] == pytest.approx(holm([t["p"] for t in tests]))
+    table = (tmp_path / "report.md").read_text()
+    for text in (
+        "Holm p",
+        "permutation p",
+        "adjusted over the 6 tests of this table",
+        "Size-adjusted difference to random",
+        "best other",
+        "its smallest p with 5 v 5",
+    ):
+        assert text in table, text
+    assert "cache hits (search networks read from the store, not trained) random 10" in table
+
+
+def test_the_time_axis_is_cpu_time_when_records_have_it(tmp_path):
+    child = {"accuracy": 0.4, "train_seconds": 30.0, "net": "n"}
+    wall_only = {"a": [{"children": [child, child]}, {"children": [child, child]}]}
+    assert plot_comparison(wall_only, 0.3, tmp_path / "wall.png", "t") == "train_seconds"
+    clocked = {"a": [{"children": [{**child, "cpu_seconds": 12.0}] * 2}] * 2}
+    assert plot_comparison(clocked, 0.3, tmp_path / "cpu.png", "t") == "cpu_seconds"
+    untimed = {"a": [{"children": [{**child, "train_seconds": 0.0}] * 2}] * 2}
+    assert plot_comparison(untimed, 0.3, tmp_path / "none.png", "t") is None
+
+
+STUDY = Path(__file__).parents[1] / "benchmarks" / "data" / "cpu_v2_study"
+
+
+@pytest.mark.skipif(not STUDY.exists(), reason="the -v2 study's records are not here")
+def test_the_v2_studys_committed_records_give_the_numbers_results_quotes(tmp_path):
+    """Its finished runs (rechecks seeded before the recheck seeds moved) still count as done."""
+    for path in STUDY.glob("*/seed-*/*"):
+        if path.name in ("config.json", "children.jsonl", "recheck.jsonl", "summary.json"):
+            target = tmp_path / path.relative_to(STUDY)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    report(str(tmp_path), recheck=10)
+    result = json.loads((tmp_path / "report.json").read_text())
+    assert {len(seeds) for seeds in result["seeds_per_agent"].values()} == {5}
+    rows = result["agents"]
+    best = rows["reinforce"]["best"]["vs_random"]
+    assert best["p"] == pytest.approx(0.024, abs=5e-4) and best["p_holm"] == pytest.approx(
+        0.072, abs=2e-3
+    )
+    sized = rows["reinforce[lr=0.01]"]["recheck_size_adjusted"]["vs_random"]
+    assert 100 * sized["diff"] == pytest.approx(0.09, abs=0.005)
+    assert sized["p"] == pytest.approx(0.78, abs=0.005)
+    kept = rows["evolution"]["recheck_size_adjusted"]["vs_random"]
+    assert 100 * kept["diff"] == pytest.approx(0.98, abs=0.005)
+    assert sum(r["cache_hits"] for r in result["runs"]["reinforce[lr=0.01]"]) == 67

@@ -4,9 +4,17 @@ import json
 import random
 import warnings
 
+import numpy as np
 import pytest
 
-from agents.run_folder import check_config, read_jsonl, save_checkpoint, write_jsonl
+from agents.run_folder import (
+    RECHECK_UPDATE_OFFSET,
+    check_config,
+    episode_seed,
+    read_jsonl,
+    save_checkpoint,
+    write_jsonl,
+)
 from agents.runner import SearchArgs, read_children, run_search
 
 
@@ -98,3 +106,40 @@ def test_a_finished_run_kept_without_checkpoints_is_read_not_rerun(tmp_path):
     assert not (out / "checkpoint.pt").exists()  # nothing was run again
     with pytest.raises(ValueError, match="cannot go on without the agent's state"):
         run_search(_args(out, nets=6))
+
+
+def test_search_episode_seeds_are_what_they_always_were():
+    """Runs in progress and committed records were seeded so: they must stay reproducible."""
+    for seed in (0, 1, 4, 7, 4000):
+        for update in (0, 1, 5, 29, 299, 999_999):
+            for batch in (1, 5, 10, 32):
+                assert episode_seed(seed, update, batch) == seed * 1_000_003 + update * batch
+
+
+def _episodes(seed, first_update, batches, batch):
+    return np.array(
+        [
+            episode_seed(seed, first_update + u, batch) + i
+            for u in range(batches)
+            for i in range(batch)
+        ]
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 3, 10, 20])
+def test_recheck_episodes_never_replay_a_search_episode_of_any_seed(batch):
+    """The old scheme gave seed s's recheck batch j >= 3 seed s + batch's update j - 3's seeds."""
+    nets, recheck = 3_000, 100  # per run: well past today's studies (300 networks, 10 episodes)
+    search = np.concatenate([_episodes(s, 0, -(-nets // batch), batch) for s in range(250)])
+    rechecks = np.concatenate(
+        [_episodes(s, RECHECK_UPDATE_OFFSET, -(-recheck // batch), batch) for s in range(100)]
+    )
+    assert np.intersect1d(search, rechecks).size == 0
+    assert np.unique(rechecks).size == rechecks.size  # and no two recheck episodes share one
+    assert rechecks.min() >= 0 and rechecks.max() < 2**32  # SB3 seeds numpy's legacy RNG
+
+
+def test_a_recheck_past_its_room_is_refused():
+    assert episode_seed(3, RECHECK_UPDATE_OFFSET + 9_999, 10) == 3 * 1_000_003 + 900_003
+    with pytest.raises(ValueError, match="at most 100000 episodes"):
+        episode_seed(3, RECHECK_UPDATE_OFFSET + 10_000, 10)

@@ -1,12 +1,23 @@
 """Mean +- SE, Welch's t-test and study sizing against hand computations and published tables."""
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from agents.stats import best_so_far, mean_se, pooled_sd, seeds_for_power, welch
+from agents.stats import (
+    best_so_far,
+    holm,
+    mean_se,
+    permutation_p,
+    pooled_sd,
+    seeds_for_power,
+    size_fit,
+    size_residuals,
+    welch,
+)
 
 
 def test_mean_se_by_hand():
@@ -88,3 +99,64 @@ def test_pooled_sd_by_hand():
     sd, df = pooled_sd([[1.0, 3.0], [2.0, 4.0, 6.0], [9.0]])
     assert (sd, df) == (pytest.approx(math.sqrt(10 / 3)), 3)
     assert math.isnan(pooled_sd([[1.0], [2.0]])[0])
+
+
+def test_holm_by_hand_and_the_studys_nine_tests():
+    # sorted 0.01 (x3), 0.03 (x2), 0.04 (x1, raised to 0.06 to keep the order); nan is no test
+    assert holm([0.01, 0.04, 0.03, math.nan])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(holm([0.01, math.nan])[1]) and holm([0.01, math.nan])[0] == 0.01
+    assert holm([0.5, 0.6]) == [1.0, 1.0] and holm([]) == []
+    # the -v2 study's nine Welch tests against random: REINFORCE lr 2e-3's best (0.024) is the
+    # seventh smallest, so Holm multiplies it by 3 (Bonferroni would by 9)
+    study = [8.5e-5, 0.0078, 0.00032, 0.093, 0.024, 0.77, 0.0015, 0.003, 0.0016]
+    adjusted = holm(study)
+    assert adjusted[4] == pytest.approx(0.072)
+    assert adjusted[0] == pytest.approx(9 * 8.5e-5)
+    assert all(a >= p for a, p in zip(adjusted, study, strict=True))
+
+
+def test_permutation_p_is_the_exact_enumeration():
+    # 5 v 5 fully separated: 2 of the C(10, 5) = 252 splits are as extreme (both signs)
+    assert permutation_p([5, 6, 7, 8, 9], [0, 1, 2, 3, 4]) == pytest.approx(2 / 252)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        a, b = rng.normal(0.3, 1, 5), rng.normal(0, 1, 5)
+        pooled, observed = np.concatenate([a, b]), abs(a.mean() - b.mean())
+        as_far = [
+            abs(pooled[list(c)].mean() - np.delete(pooled, list(c)).mean()) >= observed - 1e-12
+            for c in itertools.combinations(range(10), 5)
+        ]
+        assert permutation_p(a, b) == pytest.approx(np.mean(as_far))
+        exact = stats.permutation_test(
+            (a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), n_resamples=np.inf
+        )
+        assert permutation_p(a, b) == pytest.approx(exact.pvalue)  # balanced: the same test
+    assert math.isnan(permutation_p([1.0], [2.0, 3.0]))
+    assert permutation_p([1.0, 1.0], [1.0, 1.0]) == 1.0
+
+
+def test_permutation_p_samples_splits_when_there_are_many():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0.8, 1, 12), rng.normal(0, 1, 12)  # C(24, 12) = 2.7 million splits
+    sampled = permutation_p(a, b)
+    assert sampled == permutation_p(a, b)  # a fixed seed
+    assert sampled == pytest.approx(stats.ttest_ind(a, b).pvalue, abs=0.02)
+    assert permutation_p([9.0] * 12, [0.0] * 12) == pytest.approx(1 / 100_000)  # (0 + 1) / (R + 1)
+
+
+def test_size_residuals_take_out_what_size_buys():
+    rng = np.random.default_rng(0)
+    params = rng.integers(5_000, 50_000, 200)
+    flops = params * rng.uniform(20, 80, 200)
+    curve = 0.1 + 0.02 * np.log(params) + 0.01 * np.log(flops)
+    coef = size_fit(curve, params, flops)
+    assert coef == pytest.approx([0.1, 0.02, 0.01])
+    # a bigger network on the same curve gains nothing; one a point above it keeps its point
+    big = np.array([200_000]), np.array([2e7])
+    on_curve = 0.1 + 0.02 * np.log(big[0]) + 0.01 * np.log(big[1])
+    assert size_residuals(coef, on_curve, *big) == pytest.approx([0.0], abs=1e-9)
+    assert size_residuals(coef, on_curve + 0.01, *big) == pytest.approx([0.01])
+    with pytest.raises(ValueError, match="> 0"):
+        size_fit([0.4, 0.5, 0.6], [1, 2, 0], [1, 2, 3])
+    with pytest.raises(ValueError, match=">= 3"):
+        size_fit([0.4, 0.5], [1, 2], [1, 2])

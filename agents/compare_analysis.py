@@ -1,0 +1,212 @@
+"""The analysis of a comparison: per-run numbers, then per agent their mean +- SE and tests.
+
+Per run (one agent, one seed): the metrics of :data:`agents.compare_table.METRICS`, the
+sizes of its networks, and what it cost (cache hits, training seconds). Per agent and metric:
+mean +- SE over seeds and three kinds of test, each Welch's t (difference, 95% CI, p) with the
+exact permutation p beside it (:mod:`agents.stats`):
+
+* ``vs_random``: the agent minus random search (the test planned before a study);
+* ``size_adjusted``: the same on accuracy *residuals*: each network's accuracy minus what a
+  least-squares fit of accuracy on log params and log FLOPs over random search's networks
+  predicts for its size. A search that only learns to pick bigger networks gains nothing here;
+* ``vs_best_other``: the agent minus the best other agent on that metric. Not shown where the
+  best other is random search (that is ``vs_random``), and one test per pair of agents.
+
+Each kind is one correction family: Holm over all its tests in the comparison (``p_holm``;
+:data:`FAMILIES` names them).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, SIZE_ADJUSTED
+from agents.stats import (
+    holm,
+    mean_se,
+    permutation_p,
+    pooled_sd,
+    seeds_for_power,
+    size_fit,
+    size_residuals,
+    welch,
+)
+
+__all__ = ["FAMILIES", "agent_rows", "last_third", "per_run_metrics", "power"]
+
+FAMILIES = {
+    "vs_random": "each agent minus random search",
+    "size_adjusted": "each agent minus random search, size-adjusted",
+    "vs_best_other": "each agent minus the best other agent",
+}
+"""The correction families: each is Holm over all its tests in one comparison."""
+
+
+def last_third(values: list[Any]) -> list[Any]:
+    """The last third of a run's networks (at least one): what the search samples late."""
+    return values[len(values) - max(len(values) // 3, 1) :]
+
+
+def per_run_metrics(
+    runs: dict[str, list[dict[str, Any]]], tests: dict[str, float]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each run's metrics; the size adjustment is fitted on all of random search's networks."""
+    reference = [c for r in runs.get(REFERENCE, []) for c in r["children"] + r.get("recheck", [])]
+    coef = None
+    try:
+        if reference:
+            coef = size_fit(*_sizes(reference))
+    except ValueError:  # too few networks, or records without sizes: no adjustment
+        coef = None
+    return {label: [_run_metrics(r, tests, coef) for r in rs] for label, rs in runs.items()}
+
+
+def _sizes(children: list[dict[str, Any]]) -> tuple[list[float], list[int], list[int]]:
+    return (
+        [c["accuracy"] for c in children],
+        [c["params"] for c in children],
+        [c["flops"] for c in children],
+    )
+
+
+def _residual_mean(coef: np.ndarray | None, children: list[dict[str, Any]]) -> float | None:
+    if coef is None or not children:
+        return None
+    try:
+        return float(size_residuals(coef, *_sizes(children)).mean())
+    except ValueError:
+        return None
+
+
+def _run_metrics(
+    run: dict[str, Any], tests: dict[str, float], coef: np.ndarray | None
+) -> dict[str, Any]:
+    children, rechecked = run["children"], run.get("recheck") or []
+    acc = [c["accuracy"] for c in children]
+    best = max(children, key=lambda c: c["accuracy"])
+    clocked = all("cpu_seconds" in c for c in children)
+    metrics = {
+        "seed": run["seed"],
+        "start_accuracy": run.get("start"),
+        "last_third_mean": round(float(np.mean(last_third(acc))), 12),
+        "best": best["accuracy"],
+        "best_net": best["net"],
+        "test_of_best": tests.get(f"{best['net']}|{best.get('lineage')}"),
+        "recheck_mean": None,
+        "last_third_size_adjusted": _residual_mean(coef, last_third(children)),
+        "recheck_size_adjusted": _residual_mean(coef, rechecked),
+        "train_seconds": float(sum(c["train_seconds"] for c in children)),
+        "cpu_seconds": float(sum(c["cpu_seconds"] for c in children)) if clocked else None,
+        "batch_wall_seconds": _batch_wall_seconds(children) + _batch_wall_seconds(rechecked),
+        "cache_hits": int(sum(c["cache_hit"] for c in children)),
+        "accuracies": acc,
+        "params": [c["params"] for c in children],
+        "flops": [c["flops"] for c in children],
+        "cumulative_train_seconds": np.cumsum([c["train_seconds"] for c in children]).tolist(),
+    }
+    if rechecked:
+        metrics["recheck_mean"] = float(np.mean([c["accuracy"] for c in rechecked]))
+        metrics["recheck_accuracies"] = [c["accuracy"] for c in rechecked]
+        metrics["recheck_params"] = [c["params"] for c in rechecked]
+    return metrics
+
+
+def _batch_wall_seconds(children: list[dict[str, Any]]) -> float:
+    """Wall seconds of child training, counting each batch (update) as its slowest child."""
+    slowest: dict[int, float] = defaultdict(float)
+    for c in children:
+        slowest[c["update"]] = max(slowest[c["update"]], c["train_seconds"])
+    return float(sum(slowest.values()))
+
+
+def _test(a: list[float], b: list[float]) -> dict[str, float]:
+    return {**welch(a, b), "p_permutation": permutation_p(a, b)}
+
+
+def _values(runs: list[dict[str, Any]], metric: str) -> list[float]:
+    return [r[metric] for r in runs if r.get(metric) is not None]
+
+
+def agent_rows(
+    per_run: dict[str, list[dict[str, Any]]],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Per agent: each metric's mean +- SE and tests; and each family's name and test count."""
+    rows: dict[str, dict[str, Any]] = {}
+    reference = per_run.get(REFERENCE, [])
+    for label, runs in per_run.items():
+        row: dict[str, Any] = {"network_size": _network_size(runs)}
+        for metric in [*METRICS, *SIZE_ADJUSTED.values()]:
+            values, base = _values(runs, metric), _values(reference, metric)
+            if not values:
+                continue
+            row[metric] = mean_se(values)
+            if label != REFERENCE and base:
+                row[metric]["vs_random"] = _test(values, base)
+        rows[label] = row
+    for metric in METRICS:
+        for label, row in rows.items():
+            means = {o: r[metric]["mean"] for o, r in rows.items() if o != label and metric in r}
+            if label == REFERENCE or metric not in row or not means:
+                continue
+            other = max(means, key=lambda o: means[o])
+            if other != REFERENCE:
+                versus = _test(_values(per_run[label], metric), _values(per_run[other], metric))
+                row[metric]["vs_best_other"] = {"other": other, **versus}
+    return rows, _adjust(rows)
+
+
+def _adjust(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Holm within each family, in place (``p_holm``); a pair tested from both sides counts once."""
+    members: dict[str, dict[tuple[Any, ...], list[dict[str, Any]]]] = defaultdict(dict)
+    for label, row in rows.items():
+        for metric, cell in row.items():
+            for kind in ("vs_random", "vs_best_other"):
+                if not isinstance(cell, dict) or kind not in cell:
+                    continue
+                test = cell[kind]
+                family = "size_adjusted" if metric in SIZE_ADJUSTED.values() else kind
+                pair = frozenset((label, test.get("other", REFERENCE)))
+                members[family].setdefault((metric, pair), []).append(test)
+    families = {}
+    for family, description in FAMILIES.items():
+        groups = list(members[family].values())
+        adjusted = holm([g[0]["p"] for g in groups])
+        for group, p in zip(groups, adjusted, strict=True):
+            for test in group:
+                test["p_holm"] = p
+        tests = sum(1 for g in groups if np.isfinite(g[0]["p"]))
+        families[family] = {"method": "Holm", "tests": tests, "description": description}
+    return families
+
+
+def _network_size(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Medians over an agent's late networks (each run's last third) and its recheck networks."""
+    late_params = [p for r in runs for p in last_third(r.get("params", []))]
+    late_flops = [f for r in runs for f in last_third(r.get("flops", []))]
+    recheck = [p for r in runs for p in r.get("recheck_params", [])]
+    return {
+        "late_params_median": float(np.median(late_params)) if late_params else None,
+        "late_flops_median": float(np.median(late_flops)) if late_flops else None,
+        "recheck_params_median": float(np.median(recheck)) if recheck else None,
+    }
+
+
+def power(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per metric: the seed-to-seed sd pooled within agents, and the seeds each gap needs."""
+    sizing = {}
+    for metric in METRICS:
+        groups = [_values(rs, metric) for rs in per_run.values()]
+        sd, df = pooled_sd(groups)
+        if df == 0 or sd == 0:
+            continue
+        sizing[metric] = {
+            "seed_sd": sd,
+            "df": df,
+            "seeds_for_gap": {
+                f"{gap:g}": seeds_for_power(100 * sd, gap) for gap in POWER_GAPS_POINTS
+            },
+        }
+    return sizing
