@@ -1,27 +1,22 @@
-"""The GPU path measured in one prepared run: device, throughput, a paper child, workers, a search.
+"""The GPU suite: one prepared device run, six parts, each in its own process and time limit.
 
-    bash benchmarks/gpu_suite.sh [OUT]            # on a CUDA machine, <= 8 minutes on one H200
-    bash benchmarks/gpu_suite.sh --dry-run OUT    # the same code on CPU with tiny sizes (tests)
+    python benchmarks/gpu_bundle.py               # here, once: .device_bundle/ (wheels + data)
+    bash benchmarks/gpu_suite.sh OUT              # on the device machine (RESULTS.md)
+    bash benchmarks/gpu_suite.sh --dry-run OUT    # every part at tiny size on the CPU (tests)
 
-Parts, each writing ``OUT/<part>.json`` (the shell wrapper also writes ``OUT/gpu_suite.log``):
+The parts (:mod:`gpu_parts`), in order: ``env``, ``correctness``, ``throughput``,
+``paper_child``, ``workers``, ``search``. Each runs as a subprocess in its own process group
+under ``min(its limit, budget left)`` seconds; at its limit the whole group is killed, and the
+rows it wrote so far are kept. Everything goes into ``OUT/results.json`` (rewritten after
+each part, so even a killed run leaves what it measured), with ``OUT/gpu_suite.png`` (trainer
+step times, workers' images/s) and ``OUT/search.png``; the shell wrapper adds
+``OUT/gpu_suite.log``: four files, within the device tool's eight.
 
-a. ``env``: device name, torch / CUDA / cuDNN versions, bf16 support, memory, CPU cores;
-b. ``throughput``: ``benchmarks/trainer_throughput.py`` on the device for the small start net,
-   the paper start net and a paper-scale grown net (20 layers): eas_gym's trainer against the
-   bare loop and the DataLoader pipeline, and the trainer in fp32 / bf16 x NCHW / NHWC (is the
-   default, bf16 autocast + channels_last on CUDA, the faster one?);
-c. ``paper_child``: one child under the paper's protocol (paper start net, 20 epochs, 45k/5k,
-   batch 64, lr 0.02 cosine, crop + flip): seconds and validation / test accuracy;
-d. ``workers``: children per hour on one GPU with 1, 4 and 8 worker processes side by side
-   (``make_vector_env``, random search, sparse reward), on the CPU preset's data
-   (``EAS-CIFAR10-CPU-v2`` at 16x16, on CUDA) and on the paper protocol with 1-epoch fine-tunes;
-e. ``search``: a short real REINFORCE search on ``EAS-CIFAR10-v0`` scaled to the minutes left.
-
-Data: CIFAR-10 in torchvision's layout from ``$EAS_DATA_DIR``, ``../shared/data`` or the
-repository's ignored ``.data/`` folder (copy ``cifar-10-batches-py/`` there and carry it to
-the device machine). Without it every part runs on the synthetic set, and each JSON says so in
-``"data"`` and in a ``"warning"``. A time budget (``--budget``) is shared by the parts; each
-stops at its share and records what it measured.
+Data: ``.device_bundle/cifar10_subset.npz`` (``gpu_bundle.py``: 15,000 CIFAR-10 training
+images, 5,000 of them split off for validation, and 2,000 test images), unpacked once into a
+scratch folder so that no process pays the LZMA decompression again. Without the bundle the
+parts fall back to the synthetic set at the same sizes, and ``results.json`` warns. The dry run
+writes a tiny synthetic ``.npz`` (8x8 images), so it goes through the same file path.
 """
 
 from __future__ import annotations
@@ -29,290 +24,311 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import resource
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-import eas_gym  # noqa: E402,F401  (registers the EAS-* ids)
-from eas_gym.data import DatasetNotFoundError, load_dataset  # noqa: E402
+import gpu_bundle  # noqa: E402
 
-SYNTHETIC_WARNING = "no CIFAR-10 found: synthetic data, the accuracies mean nothing"
+PARTS = ("env", "correctness", "throughput", "paper_child", "workers", "search")
+BUDGET = 330.0
+"""Seconds for all parts: with start-up and cleanup the run ends within 6 minutes."""
+MIN_PART_SECONDS = 8.0
+"""A part is skipped when less than this is left of the budget."""
+GRACE = 3.0
+"""Seconds between SIGTERM and SIGKILL for a part at its limit."""
 
-FULL = {
-    "device": "cuda",
-    "throughput": ["--batches", "300", "--warmup", "20", "--repeats", "2", "--workers", "4"],
-    "throughput_nets": "small,paper,grown",
-    "child_epochs": 20.0,
-    "child_sizes": {"train_size": None, "val_size": None, "image_size": None},
-    "worker_counts": (1, 4, 8),
-    "worker_seconds": 45.0,
-    "workers_envs": {
-        "cpu-preset": ("EAS-CIFAR10-CPU-v2", {}),
-        "paper-1-epoch": ("EAS-CIFAR10-v0", {"epochs": 1.0, "start_epochs": 2.0}),
+FULL: dict[str, dict[str, Any]] = {  # limits add up to BUDGET
+    "env": {"limit": 20},
+    "correctness": {"limit": 35, "train_steps": 150, "probe": 256, "aug_batches": 20},
+    "throughput": {
+        "limit": 55,
+        "nets": ["start", "grown12", "grown20"],
+        "warmup_steps": 30,
+        "steps": 200,
+        "repeats": 2,
     },
-    "search": {"nets": 20, "batch": 10, "epochs": 2.0, "start_epochs": 10.0},
-}
-DRY = {
-    "device": "cpu",
-    "throughput": ["--batches", "3", "--warmup", "1", "--repeats", "1", "--workers", "0"],
-    "throughput_nets": "small",
-    "child_epochs": 0.2,
-    "child_sizes": {"train_size": 500, "val_size": 250, "image_size": 16},
-    "worker_counts": (1, 2),
-    "worker_seconds": 2.0,
-    "workers_envs": {
-        "cpu-preset": ("EAS-CIFAR10-CPU-v2", {"epochs": 0.2, "start_epochs": 0.2}),
+    "paper_child": {"limit": 60, "epochs": 20.0, "probe_steps": 100},
+    "workers": {"limit": 70, "counts": [1, 4, 8], "seconds": 12.0, "chunk_epochs": 0.25},
+    "search": {
+        "limit": 90,
+        "nets": [10, 20],  # one REINFORCE update of 10, then a second if time is left
+        "batch": 10,
+        "epochs": 1.0,
+        "start_epochs": 3.0,
+        "asynchronous": True,
     },
-    "search": {"nets": 2, "batch": 2, "epochs": 0.2, "start_epochs": 0.2},
 }
-DRY_DATA = {"train_size": 500, "val_size": 250, "image_size": 16}
+DRY: dict[str, dict[str, Any]] = {
+    "env": {"limit": 30},
+    "correctness": {"limit": 40, "train_steps": 3, "probe": 32, "aug_batches": 3},
+    "throughput": {
+        "limit": 40,
+        "nets": ["start", "grown12", "grown20"],
+        "warmup_steps": 1,
+        "steps": 2,
+        "repeats": 1,
+    },
+    "paper_child": {"limit": 40, "epochs": 20.0, "probe_steps": 2},
+    "workers": {"limit": 60, "counts": [1, 2], "seconds": 1.0, "chunk_epochs": 1.0},
+    "search": {
+        "limit": 60,
+        "nets": [2],
+        "batch": 2,
+        "epochs": 0.2,
+        "start_epochs": 0.2,
+        "schedule": "WD",  # one wider and one deeper step (the paper's: WWWWDDDDD)
+        "asynchronous": False,
+    },
+}
+DRY_DATA = {"train": 320, "val": 80, "test": 80, "image_size": 8}
+SYNTHETIC_WARNING = "no CIFAR-10 subset could be read: synthetic data; accuracies mean nothing"
 
 
-def find_data() -> str | None:
-    """The first folder holding ``cifar-10-batches-py/``: $EAS_DATA_DIR, ../shared/data, .data."""
-    for root in (os.environ.get("EAS_DATA_DIR"), REPO.parent / "shared/data", REPO / ".data"):
-        if root and Path(root, "cifar-10-batches-py", "data_batch_1").exists():
-            return str(Path(root).resolve())
-    return None
+# ---- data -----------------------------------------------------------------------------------
 
 
-def data_kwargs(data_dir: str | None, dry: bool) -> dict[str, Any]:
-    """Env arguments that point an id at the data found (or at the synthetic set)."""
-    kwargs: dict[str, Any] = {} if data_dir is None else {"data_dir": data_dir}
-    if data_dir is None:
-        kwargs["dataset"] = "synthetic"
-    if dry:
-        kwargs.update(DRY_DATA)
-    return kwargs
-
-
-# ---- the parts ------------------------------------------------------------------------------
-
-
-def part_env(cfg, data_dir, dry) -> dict[str, Any]:
-    cuda = torch.cuda.is_available()
-    report: dict[str, Any] = {
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-    }
-    if cuda:
-        props = torch.cuda.get_device_properties(0)
-        report.update(
-            bf16=torch.cuda.is_bf16_supported(),
-            memory_gib=round(props.total_memory / 2**30, 1),
-            capability=f"{props.major}.{props.minor}",
-            multiprocessors=props.multi_processor_count,
-        )
-    return report
-
-
-def part_throughput(cfg, data_dir, dry, out: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import trainer_throughput
-
-    argv = ["--device", cfg["device"], "--nets", cfg["throughput_nets"], *cfg["throughput"]]
-    argv += ["--out", str(out / "throughput.png")]
-    if data_dir:
-        argv += ["--data-dir", data_dir]
-    else:
-        argv += ["--synthetic"]
-    if dry:
-        argv += ["--train-size", "500", "--batch-size", "16"]
-    return trainer_throughput.main(trainer_throughput.parse_args(argv))
-
-
-def part_paper_child(cfg, data_dir, dry) -> dict[str, Any]:
-    from eas_gym.arch import PAPER_START
-    from eas_gym.net import build_net
-    from eas_gym.train import SEARCH_CONFIG, TrainConfig, evaluate, fine_tune
-
+def prepare_data(dry_run: bool, bundle: Path, scratch: Path) -> tuple[dict, dict]:
+    """The dataset the parts load (``load_dataset`` arguments) and what to report about it."""
+    npz = scratch / gpu_bundle.NPZ_NAME
+    if dry_run:
+        gpu_bundle.write_npz(npz, tiny_dataset(**DRY_DATA))
+        info = {"kind": "synthetic npz (dry run)", "file": str(npz)}
+        return {"dataset": str(npz), "sizes": {"val_size": DRY_DATA["val"]}}, info
+    source = bundle / gpu_bundle.NPZ_NAME
     start = time.perf_counter()
-    sizes = cfg["child_sizes"]
     try:
-        if data_dir is None:
-            raise DatasetNotFoundError("no data folder")
-        data = load_dataset("cifar10", data_dir=data_dir, device=cfg["device"], **sizes)
-    except DatasetNotFoundError:
-        full = {"train_size": 45000, "val_size": 5000, "test_size": 10000}
-        data = load_dataset("synthetic", device=cfg["device"], **{**full, **sizes})
-    load_seconds = time.perf_counter() - start
-    config = TrainConfig(**{**SEARCH_CONFIG.to_dict(), "epochs": cfg["child_epochs"]})
-    net = build_net(PAPER_START, generator=torch.Generator().manual_seed(0), device=cfg["device"])
-    result = fine_tune(net, data, config, generator=torch.Generator().manual_seed(0))
-    test_accuracy, _ = evaluate(net, data.test, mean=data.mean, std=data.std)
-    return {
-        "net": PAPER_START.to_string(),
-        "config": config.to_dict(),
-        "train_images": len(data.train),
-        "val_images": len(data.val),
-        "val_accuracy": result.eval_accuracy,
-        "test_accuracy": test_accuracy,
-        "seconds": round(result.seconds, 2),
-        "load_seconds": round(load_seconds, 2),
-        "images_per_second": round(result.images_per_second),
-        "steps": result.steps,
-        "diverged": result.diverged,
-        "oom": result.oom,
+        with np.load(source) as arrays:  # LZMA: unpack once, not in every process
+            np.savez(npz, **{k: arrays[k] for k in arrays.files})
+    except Exception as e:  # no bundle (or no lzma): the synthetic set, at the same sizes
+        sizes = {
+            "train_size": gpu_bundle.TRAIN_IMAGES - gpu_bundle.VAL_IMAGES,
+            "val_size": gpu_bundle.VAL_IMAGES,
+            "test_size": gpu_bundle.TEST_IMAGES,
+        }
+        warning = f"{SYNTHETIC_WARNING} ({type(e).__name__}: {e})"
+        return {"dataset": "synthetic", "sizes": sizes}, {"kind": "synthetic", "warning": warning}
+    manifest = bundle / "manifest.json"
+    info = {
+        "kind": "cifar10 subset",
+        "file": str(source),
+        "unpack_seconds": round(time.perf_counter() - start, 2),
+        "manifest": json.loads(manifest.read_text()) if manifest.exists() else None,
     }
+    return {"dataset": str(npz), "sizes": {"val_size": gpu_bundle.VAL_IMAGES}}, info
 
 
-def _children_per_hour(env_id, kwargs, workers, seconds, device, root: Path) -> dict[str, Any]:
-    """Random-search batches of `workers` children for about `seconds`; children per hour."""
-    from agents.random_search import RandomSearch
-    from agents.runner import _run_batch, episode_seed
-    from eas_gym.vector import make_vector_env
+def tiny_dataset(train: int, val: int, test: int, image_size: int) -> dict[str, np.ndarray]:
+    """Keras-layout arrays of a learnable toy set (a colour per class, plus noise).
 
-    store = str(root / "store.sqlite")  # holds the trained start network (see part_workers)
-    envs = make_vector_env(env_id, workers, asynchronous=True, device=device, store=store, **kwargs)
-    agent = RandomSearch(envs.single_observation_space, envs.single_action_space, seed=workers)
+    numpy alone: the dry run's driver need not import torch. `val` is drawn from `train`.
+    """
+    del val  # the suite's val_size splits it off x_train
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(40, 215, size=(10, 3))
+    arrays = {}
+    for part, n in (("train", train), ("test", test)):
+        labels = np.arange(n) % 10
+        noise = rng.normal(0, 30, size=(n, image_size, image_size, 3))
+        images = colours[labels][:, None, None, :] + noise
+        arrays[f"x_{part}"] = images.clip(0, 255).astype(np.uint8)
+        arrays[f"y_{part}"] = labels.astype(np.uint8).reshape(-1, 1)
+    return arrays
+
+
+# ---- running one part ---------------------------------------------------------------------
+
+
+def _kill_group(pgid: int, sig: int) -> None:
     try:
-        envs.reset(seed=0)  # start the processes and put the data on the device: not timed
-        start, children, update = time.perf_counter(), [], 0
-        while time.perf_counter() - start < seconds or not children:
-            children += _run_batch(envs, agent, episode_seed(workers, update, workers), update)
-            update += 1
-        elapsed = time.perf_counter() - start
-    finally:
-        envs.close()
-    trained = [c for c in children if not c["cache_hit"]]
-    return {
-        "workers": workers,
-        "children": len(children),
-        "trained": len(trained),
-        "seconds": round(elapsed, 2),
-        "children_per_hour": round(3600 * len(children) / elapsed, 1),
-        "mean_child_train_seconds": round(
-            sum(c["train_seconds"] for c in trained) / max(len(trained), 1), 2
-        ),
-    }
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
-def part_workers(cfg, data_dir, dry, deadline: float) -> dict[str, Any]:
-    import gymnasium as gym
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (the parts and their workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
-    report: dict[str, Any] = {}
-    for label, (env_id, overrides) in cfg["workers_envs"].items():
-        kwargs = {**data_kwargs(data_dir, dry), **overrides}
-        root = Path(tempfile.mkdtemp(prefix=f"eas_gpu_{label}_"))
+
+def run_part(argv: list[str], rows_path: Path, limit: float) -> dict[str, Any]:
+    """Run `argv` in a new process group for at most `limit` seconds; its status and rows.
+
+    At the limit the group (the part and any worker processes it started) gets SIGTERM, then
+    SIGKILL after :data:`GRACE` seconds; leftovers of a part that ended are killed too. The
+    rows the part appended to `rows_path` are kept whatever happened.
+    """
+    start, cpu = time.perf_counter(), _children_cpu()
+    proc = subprocess.Popen(argv, start_new_session=True)
+    timed_out = False
+    try:
+        proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid, signal.SIGTERM)
         try:
-            warm = gym.make(
-                env_id, device=cfg["device"], store=str(root / "store.sqlite"), **kwargs
-            )
-            warm.reset(seed=0)  # trains the start network once, before any timing
-            warm.close()
-            rows = []
-            for workers in cfg["worker_counts"]:
-                if time.time() > deadline:
-                    rows.append({"workers": workers, "skipped": "time budget spent"})
-                    continue
-                rows.append(
-                    _children_per_hour(
-                        env_id, kwargs, workers, cfg["worker_seconds"], cfg["device"], root
-                    )
-                )
-            report[label] = {"env": env_id, "overrides": kwargs, "runs": rows}
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-    return report
-
-
-def part_search(cfg, data_dir, dry, out: Path) -> dict[str, Any]:
-    from agents.runner import SearchArgs, run_search
-
-    sizes = cfg["search"]
-    kwargs = {
-        **data_kwargs(data_dir, dry),
-        "device": cfg["device"],
-        "epochs": sizes["epochs"],
-        "start_epochs": sizes["start_epochs"],
-    }
-    run = Path(tempfile.mkdtemp(prefix="eas_gpu_search_"))
-    start = time.perf_counter()
-    children = run_search(
-        SearchArgs(
-            env_id="EAS-CIFAR10-v0",
-            agent="reinforce",
-            nets=sizes["nets"],
-            batch=sizes["batch"],
-            out=str(run),
-            asynchronous=not dry,
-            env_kwargs=kwargs,
-            progress=False,
-        )
-    )
-    best = max(children, key=lambda c: c["accuracy"])
-    shutil.copyfile(run / "search.png", out / "search.png")
-    shutil.rmtree(run, ignore_errors=True)
-    return {
-        "env": "EAS-CIFAR10-v0",
-        "overrides": kwargs,
-        "nets": len(children),
-        "seconds": round(time.perf_counter() - start, 1),
-        "best": {k: best[k] for k in ("net", "accuracy", "params")},
-        "mean_accuracy": round(sum(c["accuracy"] for c in children) / len(children), 4),
-    }
-
-
-# ---- the driver -----------------------------------------------------------------------------
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="where the JSON files go")
-    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
-    parser.add_argument("--budget", type=float, default=480.0, help="seconds for all parts")
-    parser.add_argument("--parts", default="env,throughput,paper_child,workers,search")
-    args = parser.parse_args()
-
-    cfg = DRY if args.dry_run else FULL
-    if not args.dry_run and not torch.cuda.is_available():
-        print("gpu_suite: no CUDA device (use --dry-run to check the script on CPU)")
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    data_dir = None if args.dry_run else find_data()
-    deadline = time.time() + args.budget
-    print(f"gpu_suite: data {data_dir or 'synthetic'}; budget {args.budget:.0f} s", flush=True)
-    parts = {
-        "env": lambda: part_env(cfg, data_dir, args.dry_run),
-        "throughput": lambda: part_throughput(cfg, data_dir, args.dry_run, args.out),
-        "paper_child": lambda: part_paper_child(cfg, data_dir, args.dry_run),
-        "workers": lambda: part_workers(cfg, data_dir, args.dry_run, deadline),
-        "search": lambda: part_search(cfg, data_dir, args.dry_run, args.out),
-    }
-    failed = 0
-    for name in args.parts.split(","):
-        started = time.perf_counter()
-        report: dict[str, Any] = {"part": name, "dry_run": args.dry_run}
-        report["data"] = "cifar10" if data_dir else "synthetic"
-        if data_dir is None and not args.dry_run:
-            report["warning"] = SYNTHETIC_WARNING
-        if time.time() > deadline:
-            report["skipped"] = "time budget spent"
-        else:
+            proc.wait(timeout=GRACE)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+    finally:
+        _kill_group(proc.pid, signal.SIGKILL)
+    rows = []
+    if rows_path.exists():
+        for line in rows_path.read_text().splitlines():
             try:
-                report.update(parts[name]())
-            except Exception as e:  # one part's failure must not lose the others' figures
-                failed += 1
-                report["error"] = f"{type(e).__name__}: {e}"
-                traceback.print_exc()
-        report["part_seconds"] = round(time.perf_counter() - started, 1)
-        (args.out / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(f"gpu_suite: {name} done in {report['part_seconds']} s", flush=True)
-    return 1 if failed else 0
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut off by the kill
+                rows.append({"unreadable": line[:200]})
+    fatal = [r["fatal"] for r in rows if "fatal" in r]
+    if timed_out:
+        status = "timeout"
+    elif proc.returncode != 0 or fatal:
+        status = "error"
+    else:
+        status = "ok"
+    return {
+        "status": status,
+        "limit_s": round(limit, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds": round(_children_cpu() - cpu, 1),
+        "returncode": proc.returncode,
+        "error": fatal[-1] if fatal else None,
+        "failed_checks": sum("error" in r for r in rows),
+        "rows": [r for r in rows if "fatal" not in r],
+    }
+
+
+# ---- the figure ---------------------------------------------------------------------------
+
+
+def plot(parts: dict[str, Any], path: Path) -> None:
+    """Trainer ms/step per net and variant; aggregate images/s against worker processes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = [r for r in parts.get("throughput", {}).get("rows", []) if "ms_per_step" in r]
+    nets = list(dict.fromkeys(r["net"] for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    for j, variant in enumerate(variants):
+        ms = {r["net"]: r["ms_per_step"] for r in rows if r["variant"] == variant}
+        xs = [i + 0.4 * j for i in range(len(nets))]
+        left.bar(xs, [ms.get(n, 0) for n in nets], width=0.4, label=variant)
+    left.set_xticks([i + 0.2 for i in range(len(nets))], nets)
+    left.set_ylabel("ms per SGD step (batch 64)")
+    left.set_title("trainer step time")
+    if variants:
+        left.legend()
+    runs = [r for r in parts.get("workers", {}).get("rows", []) if "images_per_second" in r]
+    right.plot([r["processes"] for r in runs], [r["images_per_second"] for r in runs], "o-")
+    right.set_xticks([r["processes"] for r in runs])
+    right.set_xlabel("processes fine-tuning at once")
+    right.set_ylabel("images / s, all processes")
+    right.set_title("children side by side on one device")
+    devices = [r for r in parts.get("env", {}).get("rows", []) if r.get("kind") == "device"]
+    fig.suptitle(f"GPU suite on {devices[0]['name'] if devices else 'the CPU'}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---- the driver ---------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="where results.json and the PNGs go")
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--budget", type=float, default=BUDGET, help="seconds for all parts")
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset")
+    parser.add_argument("--bundle", type=Path, default=REPO / ".device_bundle")
+    parser.add_argument(
+        "--device", default=None, help="cuda (default), or cpu: full sizes on a CPU, to check"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.time()
+    deadline = began + args.budget
+    device = args.device or ("cpu" if args.dry_run else "cuda")
+    if device.startswith("cuda"):
+        import torch  # not for the dry run: every part imports it, the driver need not
+
+        if not torch.cuda.is_available():
+            print("gpu_suite: no CUDA device (use --dry-run to check the script on CPU)")
+            return 2
+    sizes = DRY if args.dry_run else FULL
+    args.out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="gpu_suite_"))
+    results: dict[str, Any] = {"suite": {"dry_run": args.dry_run, "budget_s": args.budget}}
+    results["suite"]["device"] = device
+    results["parts"] = {}
+    try:
+        data, info = prepare_data(args.dry_run, args.bundle, scratch)
+        results["suite"].update(data=info, started=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        print(f"gpu_suite: data {info['kind']}; budget {args.budget:.0f} s", flush=True)
+        for name in args.parts.split(","):
+            left = deadline - time.time()
+            limit = min(sizes[name]["limit"], left)
+            if limit < MIN_PART_SECONDS:
+                results["parts"][name] = {"status": "skipped", "why": "budget spent", "rows": []}
+                print(f"gpu_suite: {name} skipped ({left:.0f} s left)", flush=True)
+                continue
+            config = {
+                "part": name,
+                "device": device,
+                "dry_run": args.dry_run,
+                "data": data,
+                "data_info": info,
+                "sizes": sizes[name],
+                "deadline": time.time() + limit,
+                "rows": str(scratch / f"{name}.jsonl"),
+                "out": str(args.out),
+                "scratch": str(scratch),
+            }
+            config_path = scratch / f"{name}.json"
+            config_path.write_text(json.dumps(config))
+            print(f"gpu_suite: {name} (limit {limit:.0f} s)", flush=True)
+            argv_part = [sys.executable, str(HERE / "gpu_parts.py"), str(config_path)]
+            report = run_part(argv_part, Path(config["rows"]), limit)
+            results["parts"][name] = report
+            print(f"gpu_suite: {name} {report['status']} in {report['seconds']} s", flush=True)
+            _write(results, args.out, began)
+        try:
+            plot(results["parts"], args.out / "gpu_suite.png")
+        except Exception as e:  # the figure is a convenience; the JSON holds the numbers
+            results["suite"]["plot_error"] = repr(e)
+    finally:
+        _write(results, args.out, began)
+        shutil.rmtree(scratch, ignore_errors=True)
+    bad = [n for n, p in results["parts"].items() if p["status"] != "ok"]
+    print(f"gpu_suite: done in {time.time() - began:.0f} s; not ok: {bad or 'none'}", flush=True)
+    return 1 if bad else 0
+
+
+def _write(results: dict[str, Any], out: Path, began: float) -> None:
+    results["suite"]["seconds"] = round(time.time() - began, 1)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    tmp.replace(out / "results.json")
 
 
 if __name__ == "__main__":

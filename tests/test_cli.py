@@ -3,9 +3,11 @@
 import json
 import os
 import signal
+import site
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -308,17 +310,34 @@ def test_reset_refuses_unknown_options():
 
 
 def test_a_wheel_installs_and_runs(tmp_path):
-    """A non-editable install (deps from this environment, setuptools from the registry)."""
+    """A non-editable install into a fresh venv, offline, with this environment's packages.
+
+    The venv sees this interpreter's site-packages through a ``.pth`` file, not through
+    ``--system-site-packages``, which would show the *base* interpreter's when the tests
+    themselves run in a venv (where torch is not).
+    """
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # Without its own pip and setuptools (3.11's venv seeds setuptools 65, too old to build):
+    # ours serve through the .pth below.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", repo],
-        check=True,
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = [p for p in (*site.getsitepackages(), site.getusersitepackages()) if os.path.isdir(p)]
+    Path(purelib, "_tested_env.pth").write_text("\n".join(ours) + "\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    flags = ["--no-deps", "--no-index", "--no-build-isolation"]  # offline: setuptools is ours
+    built = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *flags, repo],
+        capture_output=True,
+        text=True,
         cwd=tmp_path,
     )
+    assert built.returncode == 0, built.stderr[-3000:]
     done = subprocess.run(
         [str(venv / "bin" / "eas-gym"), "list"], capture_output=True, text=True, cwd=tmp_path
     )
@@ -329,7 +348,7 @@ def test_a_wheel_installs_and_runs(tmp_path):
         text=True,
         cwd=tmp_path,
     )
-    assert where.returncode == 0 and "site-packages" in where.stdout, where.stderr
+    assert where.returncode == 0 and purelib in where.stdout, where.stdout + where.stderr
 
 
 def test_search_options_are_search_args_fields(capsys, monkeypatch):
