@@ -43,8 +43,10 @@ def networks_per_second(env_id: str, kwargs: dict, seconds: float, seed: int = 0
     def episode(s: int) -> None:
         _, info = env.reset(seed=s)
         done = False
-        while not done:
-            action = np.array([rng.choice(np.flatnonzero(m)) for m in info["action_mask"]])
+        while not done:  # a uniform legal value per entry, with one draw for all entries
+            legal = [np.flatnonzero(m) for m in info["action_mask"]]
+            picks = (rng.random(len(legal)) * [len(v) for v in legal]).astype(int)
+            action = np.array([v[i] for v, i in zip(legal, picks, strict=True)])
             _, _, done, _, info = env.step(action)
 
     episode(seed)  # the start network and the imports: not timed

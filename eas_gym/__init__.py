@@ -175,3 +175,11 @@ register(
     entry_point="eas_gym.env:EASEnv",
     kwargs={"evaluator": "surrogate", "space": "small", "image_size": 16, "device": "cpu"},
 )
+# EAS-Bench: -v2's MDP exactly (spaces, schedule, masks, sparse reward, info), with each child's
+# accuracy drawn from a model fitted on -v2's real evaluations (eas_gym.bench): no data, no
+# training, no weights. Noisy like a real fine-tune, from the env's seed.
+register(
+    id="EAS-Bench-CIFAR10-CPU-v2",
+    entry_point="eas_gym.env:EASEnv",
+    kwargs={**_CPU_PRESET_V2, "evaluator": "bench"},
+)

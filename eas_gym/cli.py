@@ -51,7 +51,8 @@ def _check_env_id(env_id: str) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from agents.runner import SearchArgs, read_summary, resolve_agent, run_search
+    from agents.registry import parse_agent_spec
+    from agents.runner import SearchArgs, read_summary, run_search
     from eas_gym.settings import DICT_FIELD
 
     _check_env_id(args.env)
@@ -62,8 +63,7 @@ def _search(args: argparse.Namespace) -> int:
         env_kwargs=_env_kwargs(args),
         progress=not args.no_progress,
     )
-    spec = resolve_agent(search)
-    spec = type(spec)(spec.name, {**spec.options, **_agent_set(spec.name, args.agent_set)})
+    spec = parse_agent_spec(args.agent, args.agent_set or [])  # --agent-set over the [...]
     search.agent, search.agent_options = spec.name, spec.options
     rounded = -(-args.nets // args.batch) * args.batch
     if rounded != args.nets:
@@ -108,12 +108,6 @@ def _add_search_options(
 
     fields = [f.name for f in _search_fields() if names is None or f.name in names]
     add_dataclass_options(parser, SearchArgs, fields, flags=_FLAGS, choices=_CHOICES)
-
-
-def _agent_set(name: str, items: list[str] | None) -> dict[str, Any]:
-    from agents.registry import parse_agent_spec
-
-    return parse_agent_spec(name, items or []).options
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -214,6 +208,12 @@ def _describe(kwargs: dict[str, Any]) -> str:
     if kwargs.get("evaluator") == "surrogate":
         reward = kwargs.get("reward_mode", "dense")
         return f"{space}; no data: accuracy a known function of the net; {reward} reward"
+    if kwargs.get("evaluator") == "bench":
+        reward = kwargs.get("reward_mode", "dense")
+        return (
+            f"{space}; no data: accuracy drawn from a model fitted on EAS-CIFAR10-CPU-v2's "
+            f"real evaluations; {reward} reward"
+        )
 
     def count(key: str, paper: int) -> str:
         n = kwargs.get(key) or paper

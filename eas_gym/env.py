@@ -593,7 +593,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """The surrogate's accuracy, or the bench's (noisy from `seed`; None: the start's)."""
         if self.eval_config.evaluator == "surrogate":
             return self.family.surrogate(arch)
-        from eas_gym.bench import default_model  # lightgbm only for the bench's ids
+        from eas_gym.bench import default_model  # numpy only; loaded for the bench ids alone
 
         model = default_model()
         if seed is None:
