@@ -141,3 +141,17 @@ def test_morph_speed_smoke(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout.strip())
         assert report["space"] == space and report["seconds"]["train_step"] > 0 and png.exists()
+
+
+def test_bench_vs_real_reads_two_reports(tmp_path):
+    out = tmp_path / "vs_real.md"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_vs_real.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report["metrics"]) >= {"last_third_mean", "best", "recheck_mean"}
+    assert "| recheck_mean | evolution |" in out.read_text()
