@@ -7,6 +7,8 @@ What users start from: :class:`EASEnv` (or ``gym.make("EAS-...")``, the ids regi
 networks. The transforms and the two families' architectures follow.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from eas_gym.arch import (
     FC,
     PAPER_SPACE,
@@ -18,28 +20,74 @@ from eas_gym.arch import (
     Pool,
     SearchSpace,
 )
-from eas_gym.densenet import (
-    DENSE_PAPER_SPACE,
-    DENSE_PAPER_START,
-    DENSE_SMALL_SPACE,
-    DENSE_SMALL_START,
-    DenseArch,
-    DenseNet,
-    DenseSearchSpace,
-    build_dense_net,
-    dense_deeper,
-    dense_widen_units,
-    dense_wider,
-)
-from eas_gym.env import EASEnv
-from eas_gym.eval_config import EvalConfig
-from eas_gym.export import load_model, save_model
-from eas_gym.family import build_model, parse_net
-from eas_gym.morph import max_logit_diff, net2deeper, net2wider, widen_layers
-from eas_gym.net import EASNet, build_net
-from eas_gym.store import EvalStore
-from eas_gym.train_config import TrainConfig
-from eas_gym.vector import make_vector_env
+
+# The names below need torch: loaded on first use (PEP 562), so `import eas_gym`, the id
+# registration and `eas-gym --help` / `list` do not pay torch's import (about 2 s).
+_LAZY = {
+    "eas_gym.densenet": (
+        "DENSE_PAPER_SPACE",
+        "DENSE_PAPER_START",
+        "DENSE_SMALL_SPACE",
+        "DENSE_SMALL_START",
+        "DenseArch",
+        "DenseNet",
+        "DenseSearchSpace",
+        "build_dense_net",
+        "dense_deeper",
+        "dense_widen_units",
+        "dense_wider",
+    ),
+    "eas_gym.env": ("EASEnv",),
+    "eas_gym.eval_config": ("EvalConfig",),
+    "eas_gym.export": ("load_model", "save_model"),
+    "eas_gym.family": ("build_model", "parse_net"),
+    "eas_gym.morph": ("max_logit_diff", "net2deeper", "net2wider", "widen_layers"),
+    "eas_gym.net": ("EASNet", "build_net"),
+    "eas_gym.store": ("EvalStore",),
+    "eas_gym.train_config": ("TrainConfig",),
+    "eas_gym.vector": ("make_vector_env",),
+}
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from eas_gym.densenet import (
+        DENSE_PAPER_SPACE,
+        DENSE_PAPER_START,
+        DENSE_SMALL_SPACE,
+        DENSE_SMALL_START,
+        DenseArch,
+        DenseNet,
+        DenseSearchSpace,
+        build_dense_net,
+        dense_deeper,
+        dense_widen_units,
+        dense_wider,
+    )
+    from eas_gym.env import EASEnv
+    from eas_gym.eval_config import EvalConfig
+    from eas_gym.export import load_model, save_model
+    from eas_gym.family import build_model, parse_net
+    from eas_gym.morph import max_logit_diff, net2deeper, net2wider, widen_layers
+    from eas_gym.net import EASNet, build_net
+    from eas_gym.store import EvalStore
+    from eas_gym.train_config import TrainConfig
+    from eas_gym.vector import make_vector_env
+
+
+def __getattr__(name: str) -> Any:
+    """Load a torch-backed public name on first use."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'eas_gym' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
+
 
 __version__ = "0.1.0"
 

@@ -108,3 +108,17 @@ def test_the_library_imports_agents_only_from_the_cli():
     assert leaks == [], f"library modules importing the application: {leaks}"
     assert {a for a, _ in ALLOWED_EDGES} == {"eas_gym.cli"}
     assert not any(b == "eas_gym.cli" for _, b in graph.edges)
+
+
+def test_importing_eas_gym_registers_the_ids_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gymnasium, eas_gym; "
+        "assert 'EAS-CIFAR10-v0' in gymnasium.registry; "
+        "assert 'torch' not in sys.modules, 'torch was imported'; "
+        "eas_gym.build_net; assert 'torch' in sys.modules"  # then loaded on first use
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
