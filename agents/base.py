@@ -9,6 +9,23 @@ when a search resumes.
 
 The runner constructs an agent as ``cls(observation_space, action_space, seed=seed)`` with the
 single-environment spaces, so ``--agent my_module:MyAgent`` works for any class of that shape.
+
+What the runner checks (:mod:`agents.registry`, :mod:`agents.checks`), so a mistake fails early:
+
+* before anything is written: that the constructor takes the two spaces and a ``seed``
+  keyword; that each option (``my_module:MyAgent[n=5]``) is one of its keyword arguments (any,
+  with ``**kwargs``) and parses as its annotated type, or else as its default's type (``n=1.5``
+  is refused where the default is ``3``); then it builds the agent once on the env's spaces, so
+  a value the constructor refuses is one line naming the agent's options;
+* at the first checkpoint: that :meth:`Agent.state_dict` round-trips through the checkpoint's
+  safe loader (``torch.load(weights_only=True)``), else a ValueError names the key; at the next
+  update's first step, that an agent restored from that state acts as the running one does,
+  else a warning (a resumed search would differ: ``{}`` from an agent that draws from a
+  generator);
+* every step: illegal actions (the masks forbid them; the env applies only the legal part) are
+  counted in each child record's ``illegal_actions``, with a warning once per run.
+
+The ``fixed[policy=...]`` agents (:mod:`agents.fixed`) show the protocol at its smallest.
 """
 
 from __future__ import annotations
@@ -46,7 +63,17 @@ class Agent(Protocol):
         ...
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: parameters, optimiser, baseline, RNG state."""
+        """Everything needed to resume: parameters, optimiser, baseline, RNG state.
+
+        Everything :meth:`act` depends on, so a restored agent acts as this one would. The
+        checkpoint is read with ``torch.load(weights_only=True)``, so the dict may hold only
+        tensors, ``None``, bools, ints, floats, strings, and lists, tuples and dicts of them
+        (``module.state_dict()``, ``optimizer.state_dict()``, ``generator.get_state()`` and
+        ``np.random.Generator.bit_generator.state`` all qualify). Numpy arrays and scalars are
+        saved as lists and Python numbers: :meth:`load_state_dict` gets lists back (use
+        ``np.asarray``), or store tensors instead. Any other object fails the run at its first
+        checkpoint, naming the key.
+        """
         ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

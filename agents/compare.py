@@ -9,7 +9,9 @@ are fine-tuned again, never read from the store). Each is summarised as mean +- 
 over seeds, and every agent is compared with ``random`` and with the best other agent by
 Welch's t-test (difference, 95% CI, two-sided p), with the exact permutation p beside it and a
 Holm-adjusted p within each family of tests; a size-adjusted comparison takes out what larger
-networks alone buy (:mod:`agents.compare_analysis`, :mod:`agents.stats`).
+networks alone buy (:mod:`agents.compare_analysis`, :mod:`agents.stats`). With ``fixed[...]``
+arms (fixed heuristic policies, :mod:`agents.fixed`), every learned agent is also compared
+with the best of them, in a family of its own.
 
 Writes ``compare.json`` (every per-seed number), ``compare.md`` (the tables) and
 ``compare.png`` (best-so-far validation accuracy against networks evaluated and against
@@ -32,6 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.checks import check_agent, check_env_args
 from agents.compare_analysis import agent_rows, last_third, per_run_metrics, power
 from agents.compare_plot import plot_comparison
 from agents.compare_table import METRICS, REFERENCE, format_tables
@@ -95,8 +98,8 @@ def compare(
         first_seed: The first seed.
 
     Raises:
-        ValueError: Bad agent specs or options, `seeds` < 1, `recheck` < 0 or a `store` in
-            `env_kwargs`, before any run.
+        ValueError: Bad agent specs or options (every agent is built once to check them),
+            `seeds` < 1, `recheck` < 0 or a `store` in `env_kwargs`, before any run.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"Expected `seeds` >= 1, actually: {seeds!r}")
@@ -112,6 +115,9 @@ def compare(
             f"`env_kwargs` sets store={env_kwargs['store']!r}, but a comparison's runs share "
             f"its own store, {Path(out) / 'store.sqlite'}: leave `store` out"
         )
+    check_env_args(env_id, env_kwargs)
+    for spec in specs:  # option values too: a bad one must not stop the study halfway
+        check_agent(spec, env_id, env_kwargs, seed=first_seed, nets=nets, batch=batch)
     root = Path(out)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     start = _start_of(env_id, env_kwargs)

@@ -10,7 +10,10 @@ exact permutation p beside it (:mod:`agents.stats`):
   least-squares fit of accuracy on log params and log FLOPs over random search's networks
   predicts for its size. A search that only learns to pick bigger networks gains nothing here;
 * ``vs_best_other``: the agent minus the best other agent on that metric. Not shown where the
-  best other is random search (that is ``vs_random``), and one test per pair of agents.
+  best other is random search (that is ``vs_random``), and one test per pair of agents;
+* ``vs_best_fixed``: where the comparison has ``fixed[...]`` arms (:mod:`agents.fixed`), each
+  learned agent (neither random search nor a fixed arm) minus the best fixed arm on that
+  metric: a learned policy should beat the best hand-written heuristic, not only random search.
 
 Each kind is one correction family: Holm over all its tests in the comparison (``p_holm``;
 :data:`FAMILIES` names them).
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, SIZE_ADJUSTED
+from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, SIZE_ADJUSTED, is_fixed
 from agents.stats import (
     holm,
     mean_se,
@@ -41,8 +44,10 @@ FAMILIES = {
     "vs_random": "each agent minus random search",
     "size_adjusted": "each agent minus random search, size-adjusted",
     "vs_best_other": "each agent minus the best other agent",
+    "vs_best_fixed": "each learned agent minus the best fixed policy",
 }
-"""The correction families: each is Holm over all its tests in one comparison."""
+"""The correction families: each is Holm over all its tests in one comparison (``vs_best_fixed``
+only where the comparison has ``fixed[...]`` arms)."""
 
 
 def last_third(values: list[Any]) -> list[Any]:
@@ -155,6 +160,11 @@ def agent_rows(
             if other != REFERENCE:
                 versus = _test(_values(per_run[label], metric), _values(per_run[other], metric))
                 row[metric]["vs_best_other"] = {"other": other, **versus}
+            fixed = {o: m for o, m in means.items() if is_fixed(o)}
+            if fixed and not is_fixed(label):
+                best = max(fixed, key=lambda o: fixed[o])
+                versus = _test(_values(per_run[label], metric), _values(per_run[best], metric))
+                row[metric]["vs_best_fixed"] = {"other": best, **versus}
     return rows, _adjust(rows)
 
 
@@ -163,7 +173,7 @@ def _adjust(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     members: dict[str, dict[tuple[Any, ...], list[dict[str, Any]]]] = defaultdict(dict)
     for label, row in rows.items():
         for metric, cell in row.items():
-            for kind in ("vs_random", "vs_best_other"):
+            for kind in ("vs_random", "vs_best_other", "vs_best_fixed"):
                 if not isinstance(cell, dict) or kind not in cell:
                     continue
                 test = cell[kind]
@@ -172,6 +182,8 @@ def _adjust(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 members[family].setdefault((metric, pair), []).append(test)
     families = {}
     for family, description in FAMILIES.items():
+        if family == "vs_best_fixed" and family not in members:
+            continue  # no fixed arms: the family does not exist
         groups = list(members[family].values())
         adjusted = holm([g[0]["p"] for g in groups])
         for group, p in zip(groups, adjusted, strict=True):

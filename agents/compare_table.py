@@ -11,7 +11,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["METRICS", "POWER_GAPS_POINTS", "REFERENCE", "SIZE_ADJUSTED", "format_tables"]
+__all__ = [
+    "FIXED",
+    "METRICS",
+    "POWER_GAPS_POINTS",
+    "REFERENCE",
+    "SIZE_ADJUSTED",
+    "format_tables",
+    "is_fixed",
+]
 
 METRICS = {
     "last_third_mean": "last-third mean (val)",
@@ -35,6 +43,17 @@ _HEADINGS = {
 
 REFERENCE = "random"
 
+FIXED = "fixed"
+"""The agent name of fixed heuristic policies (:mod:`agents.fixed`): ``fixed[policy=...]`` arms."""
+
+
+def is_fixed(label: str) -> bool:
+    """Whether `label` is a fixed policy's arm: ``fixed[policy=deepen-first]``."""
+    return label.split("[", 1)[0] == FIXED
+
+
+_VERSUS = {"vs_best_other": "best other", "vs_best_fixed": "best fixed"}
+"""The families that test against another arm, and their column heading."""
 
 POWER_GAPS_POINTS = (1.0, 2.0)
 """Gaps (accuracy points) for which the tables give the seeds per agent a study needs."""
@@ -96,6 +115,7 @@ def format_tables(result: dict[str, Any]) -> str:
     lines += _tests_table(result, metrics, "vs_random", families.get("vs_random"))
     lines += _size_tables(result, metrics, families.get("size_adjusted"))
     lines += _tests_table(result, metrics, "vs_best_other", families.get("vs_best_other"))
+    lines += _tests_table(result, metrics, "vs_best_fixed", families.get("vs_best_fixed"))
     lines += _sizing_table(result)
     lines += _costs(result)
     return "\n".join(lines)
@@ -108,7 +128,7 @@ def _tests_table(
     rows, seen = [], set()
     for label, row in result["agents"].items():
         for m in metrics:
-            test = row.get(m, {}).get("vs_random" if kind != "vs_best_other" else kind)
+            test = row.get(m, {}).get("vs_random" if kind == "size_adjusted" else kind)
             if test is None:
                 continue
             other = test.get("other", REFERENCE)
@@ -116,7 +136,7 @@ def _tests_table(
                 continue  # the same pair of agents, tested from its other side
             seen.add((m, frozenset((label, other))))
             ci = f"[{_pct(test['ci_low'])}, {_pct(test['ci_high'])}]"
-            cells = [label, _HEADINGS[m], *([other] if kind == "vs_best_other" else [])]
+            cells = [label, _HEADINGS[m], *([other] if kind in _VERSUS else [])]
             cells += [_pct(test["diff"]), ci, _p(test["p"]), _p(test.get("p_holm"))]
             rows.append("| " + " | ".join([*cells, _p(test.get("p_permutation"))]) + " |")
     if not rows:
@@ -127,8 +147,10 @@ def _tests_table(
         "size_adjusted": f"Size-adjusted difference to {REFERENCE}",
         "vs_best_other": "Difference to the best other agent on that metric (where that is "
         f"not {REFERENCE}; a pair of agents once)",
+        "vs_best_fixed": "Difference of each learned agent (neither random nor fixed) to the "
+        f"best {FIXED}[...] arm on that metric, a fixed heuristic policy",
     }[kind]
-    head = "| agent | metric | " + ("best other | " if kind == "vs_best_other" else "")
+    head = "| agent | metric | " + (f"{_VERSUS[kind]} | " if kind in _VERSUS else "")
     return [
         "",
         f"{title} (points). Welch's t-test (two-sided) with its 95% CI and p; Holm: that p "
@@ -136,7 +158,7 @@ def _tests_table(
         f"permutation test's p, which assumes no normality{_floor(result)}:",
         "",
         head + "difference | 95% CI | Welch p | Holm p | permutation p |",
-        "|---" * (8 if kind == "vs_best_other" else 7) + "|",
+        "|---" * (8 if kind in _VERSUS else 7) + "|",
         *rows,
     ]
 

@@ -44,6 +44,7 @@ __all__ = [
     "finished_records",
     "check_config",
     "load_checkpoint",
+    "plain_data",
     "read_children",
     "read_jsonl",
     "repair_jsonl",
@@ -71,13 +72,17 @@ CHILD_FIELDS = (
     "start_accuracy",
     "start_digest",
     "actions",
+    "illegal_actions",
 )
 """The keys of a child record (one line of ``children.jsonl``).
 
-Records written before 2026-12-04 lack the last four: the process CPU seconds of the episode's
-fine-tunes (``train_seconds`` is wall time, which grows under contention), the start network's
-accuracy and weights digest (:func:`eas_gym.net2net.state_digest`), and the episode's actions,
-one list of ints per step: with the net string, what a surrogate is fitted on.
+Records written before 2026-12-04 lack ``cpu_seconds`` to ``actions``: the process CPU seconds
+of the episode's fine-tunes (``train_seconds`` is wall time, which grows under contention), the
+start network's accuracy and weights digest (:func:`eas_gym.net2net.state_digest`), and the
+episode's actions, one list of ints per step: with the net string, what a surrogate is fitted
+on. Records written before 2026-12-05 also lack ``illegal_actions``, the episode's steps whose
+action the masks forbid (``info["illegal_action"]``): read it as
+``record.get("illegal_actions", 0)``.
 """
 
 RECHECK_UPDATE_OFFSET = 1_000_000
@@ -141,6 +146,7 @@ def child_record(
     episode_return: float,
     provenance: Mapping[str, Any],
     actions: Sequence[Sequence[int]] = (),
+    illegal_actions: int = 0,
 ) -> dict[str, Any]:
     """The record of one finished episode's network.
 
@@ -151,6 +157,7 @@ def child_record(
         episode_return: The sum of its rewards.
         provenance: The env's ``last_episode_provenance`` (cache hits, training seconds, start).
         actions: The episode's actions, one sequence of ints per step.
+        illegal_actions: The episode's steps with an illegal action (``info["illegal_action"]``).
     """
     digest, start = provenance.get("start_digest"), provenance.get("start_accuracy")
     return {
@@ -168,6 +175,7 @@ def child_record(
         "start_accuracy": None if start is None else float(start),
         "start_digest": None if digest is None else str(digest),
         "actions": [[int(a) for a in step] for step in actions],
+        "illegal_actions": int(illegal_actions),
     }
 
 
@@ -211,7 +219,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(_plain(state), tmp)
+        torch.save(plain_data(state), tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -244,12 +252,12 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     return state
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """Numpy scalars and arrays as Python values, so ``weights_only`` loading accepts them."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_plain(v) for v in value)
+        return type(value)(plain_data(v) for v in value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent
+from agents.checks import RunChecks, check_agent, check_env_args, make_agent
 from agents.progress import SearchProgress
 from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
 from agents.run_folder import (
@@ -45,6 +46,7 @@ from agents.run_folder import (
     save_checkpoint,
     save_recheck,
 )
+from agents.search_args import SearchArgs
 from agents.summary import export_best, plot_search, read_summary
 from eas_gym.vector import make_vector_env
 
@@ -64,73 +66,10 @@ __all__ = [
 _EXECUTORS = ("local", "ray")
 
 
-@dataclass
-class SearchArgs:
-    """Arguments of one search."""
-
-    env_id: str = "EAS-CIFAR10-CPU-v0"
-    """A registered env id."""
-    agent: str = "reinforce"
-    """reinforce, random, evolution, local-search, ppo, a2c, maskable-ppo or ``module:Class``,
-    optionally with options: ``reinforce[lr=0.01]`` (see :mod:`agents.registry`)."""
-    agent_options: dict[str, Any] = field(default_factory=dict)
-    """More agent options (``--agent-set key=value``), merged over those in `agent`."""
-    nets: int = 20
-    """Networks to sample (episodes); rounded up to a multiple of `batch`."""
-    batch: int = 10
-    """Networks per agent update (environments run side by side; the paper: 10)."""
-    seed: int = 0
-    """Seeds the agent and every episode."""
-    out: str = "runs/search"
-    """The run folder."""
-    store: str | None = None
-    """Evaluation store path; None: ``out/store.sqlite``."""
-    asynchronous: bool | None = None
-    """One process per environment; None: when children train on a CPU of several cores on
-    real data (one thread per worker: 1.16x the children per hour of one process using both
-    cores, benchmarks/RESULTS.md), else in this process (toy and surrogate children are too
-    cheap to pay for worker processes)."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
-    progress: bool = True
-    """Show a progress bar."""
-    threads: int | None = None
-    """Torch threads: of this process (synchronous), or of each worker process; None: this
-    process keeps torch's setting, workers share the cores (``eas_gym.vector.worker_threads``)."""
-
-    # ---- where children are evaluated (does not change the results) ----
-    executor: str = "local"
-    """local (a gymnasium vector env here) or ray (one Ray actor per environment)."""
-    ray_address: str | None = None
-    """Ray cluster address for ``executor="ray"``; None: the running one, else a local one."""
-    store_service: bool | None = None
-    """``executor="ray"``: serve the store from one actor; None: on multi-node clusters."""
-
-
 def resolve_agent(args: SearchArgs) -> AgentSpec:
     """The agent spec of `args` (name and options), checked; ValueError if it is not valid."""
     extra = [f"{k}={json.dumps(v)}" for k, v in args.agent_options.items()]
     return parse_agent_spec(args.agent, extra)
-
-
-def check_env_args(env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Refuse an unknown id, bad env arguments or a missing dataset before anything is written."""
-    import gymnasium as gym
-
-    from eas_gym.data import check_dataset
-
-    if env_id not in gym.registry:
-        known = sorted(k for k in gym.registry if k.startswith("EAS-"))
-        raise ValueError(f"unknown env {env_id!r}; registered: {', '.join(known)}")
-    kwargs = {**gym.spec(env_id).kwargs, **env_kwargs}
-    try:
-        gym.make(env_id, **{**env_kwargs, "store": ":memory:"}).close()
-    except TypeError as e:  # gymnasium wraps the env's TypeError with the whole spec: shorten
-        raise ValueError(str(e).split(" was raised from the environment creator")[0]) from e
-    if kwargs.get("evaluator", "train") == "train":
-        check_dataset(
-            kwargs.get("dataset", "cifar10"), kwargs.get("data_dir"), kwargs.get("download", False)
-        )
 
 
 def run_search(args: SearchArgs) -> list[dict[str, Any]]:
@@ -141,6 +80,9 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     _check_executor(args, spec)
     check_env_args(args.env_id, args.env_kwargs)
     args.env_kwargs = absolute_dataset_path(args.env_kwargs)
+    check_agent(  # option values too, before config.json is written
+        spec, args.env_id, args.env_kwargs, seed=args.seed, nets=args.nets, batch=args.batch
+    )
     out = Path(args.out)
     check_config(out, _config_record(args, spec))
     store = args.store or str(out / "store.sqlite")
@@ -270,9 +212,26 @@ def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any], num_envs
     asynchronous = _asynchronous(args, env_kwargs, num_envs)
     if args.threads is not None and not asynchronous:
         torch.set_num_threads(args.threads)
+    if asynchronous:
+        _train_start_here(args.env_id, env_kwargs)
     return make_vector_env(
         args.env_id, num_envs, asynchronous=asynchronous, threads=args.threads, **env_kwargs
     )
+
+
+def _train_start_here(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Train (or find) the start network in this process, with every core, before workers start.
+
+    Otherwise the first worker to reset trains it on its one thread while the others wait on
+    the store's lock and the other cores idle (the main job's first minutes).
+    """
+    import gymnasium as gym
+
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        env.unwrapped.get_wrapper_attr("scorer").start()
+    finally:
+        env.close()
 
 
 def _asynchronous(args: SearchArgs, env_kwargs: dict[str, Any], num_envs: int) -> bool:
@@ -307,15 +266,15 @@ def _spaces(args: SearchArgs, env_kwargs: dict[str, Any]) -> Any:
 
 
 def _make_agent(spec: AgentSpec, envs: Any, seed: int) -> Agent:
-    cls = load_agent_class(spec.name)
-    return cls(envs.single_observation_space, envs.single_action_space, seed=seed, **spec.options)
+    return make_agent(spec, envs.single_observation_space, envs.single_action_space, seed)
 
 
 def _run_protocol(
     args: SearchArgs, spec: AgentSpec, out: Path, env_kwargs: dict[str, Any]
 ) -> list[dict[str, Any]]:
     num_updates = math.ceil(args.nets / args.batch)
-    agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed)
+    spaces = _spaces(args, env_kwargs)
+    agent = _make_agent(spec, spaces, args.seed)
     done, children = restore_search(agent, out, args.batch, num_updates)
     if done >= num_updates:  # finished: no environments (nor worker processes) needed
         return children
@@ -336,6 +295,7 @@ def _run_protocol(
     if in_turn:
         for env in envs.envs:
             env.unwrapped.on_episode_end = progress.network_done
+    checks = RunChecks(spec.label(), lambda: _make_agent(spec, spaces, args.seed))
     try:
         for update in range(done, num_updates):
             status = "" if in_turn else f"scoring {args.batch} networks side by side"
@@ -346,16 +306,14 @@ def _run_protocol(
             if status:
                 progress.status(status)
             seed = episode_seed(args.seed, update, args.batch)
-            batch = _run_batch(envs, agent, seed, update)
+            batch = _run_batch(envs, agent, seed, update, checks.first_step(update))
+            checks.episodes_done(batch)
             metrics = agent.update()
+            state = agent.state_dict()
+            checks.checkpoint(state, update + 1)
             children += batch
             save_checkpoint(
-                {
-                    "agent": agent.state_dict(),
-                    "update": update + 1,
-                    "metrics": metrics,
-                    "children": children,
-                },
+                {"agent": state, "update": update + 1, "metrics": metrics, "children": children},
                 out / "checkpoint.pt",
             )
             with open(out / "children.jsonl", "a") as log:
@@ -367,20 +325,29 @@ def _run_protocol(
     return children
 
 
-def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any]]:
-    """One episode in every environment; returns the final networks' records."""
+def _run_batch(
+    envs, agent: Agent, seed: int, update: int, first_step: Callable[..., None] | None = None
+) -> list[dict[str, Any]]:
+    """One episode in every environment; returns the final networks' records.
+
+    `first_step`, if given, is called with the first step's observations, masks and actions.
+    """
     obs, infos = envs.reset(seed=seed)
     num_envs = envs.num_envs
     returns = np.zeros(num_envs)
+    illegal = np.zeros(num_envs, dtype=int)
     terminated = np.zeros(num_envs, dtype=bool)
     taken: list[np.ndarray] = []  # (num_envs, action entries) per step
     while not terminated.all():
         masks = np.stack([np.concatenate(m) for m in infos["action_mask"]]).astype(bool)
         actions = agent.act(obs, masks)
+        if first_step is not None and not taken:
+            first_step(obs, masks, np.asarray(actions))
         taken.append(np.asarray(actions).reshape(num_envs, -1))
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         agent.observe(rewards, terminated)
         returns += rewards
+        illegal += np.asarray(infos.get("illegal_action", np.zeros(num_envs)), dtype=int)
     provenance = envs.get_attr("last_episode_provenance")
     keys = ("net", "accuracy", "params", "flops", "lineage")
     return [
@@ -391,6 +358,7 @@ def _run_batch(envs, agent: Agent, seed: int, update: int) -> list[dict[str, Any
             returns[i],
             provenance[i],
             [step[i].tolist() for step in taken],
+            illegal[i],
         )
         for i in range(num_envs)
     ]

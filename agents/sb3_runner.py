@@ -45,16 +45,21 @@ class _RecordChildren(BaseCallback):
     def __init__(self, out: Path, children: list[dict[str, Any]], batch: int) -> None:
         super().__init__()
         self.out, self.children, self.batch = out, children, batch
+        self.illegal = np.zeros(batch, dtype=int)  # per environment, in its running episode
 
     def _on_step(self) -> bool:
         infos, dones = self.locals["infos"], self.locals["dones"]
         for i, (info, done) in enumerate(zip(infos, dones, strict=True)):
+            self.illegal[i] += bool(info.get("illegal_action", False))
             if done:
                 update = len(self.children) // self.batch
                 provenance = self.training_env.get_attr("last_episode_provenance", indices=i)[0]
                 self.children.append(
-                    child_record(update, i, info, info["episode"]["r"], provenance)
+                    child_record(
+                        update, i, info, info["episode"]["r"], provenance, (), self.illegal[i]
+                    )
                 )
+                self.illegal[i] = 0
         return True
 
     def _on_rollout_start(self) -> None:
@@ -140,6 +145,7 @@ def recheck_sb3(
             venv.seed(episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch))
             obs = venv.reset()
             returns = np.zeros(batch)
+            illegal = np.zeros(batch, dtype=int)
             for _ in range(episode_length):
                 kwargs = {}
                 if masked:
@@ -147,9 +153,11 @@ def recheck_sb3(
                 actions, _ = model.predict(obs, deterministic=False, **kwargs)
                 obs, rewards, dones, infos = venv.step(actions)
                 returns += rewards
+                illegal += [bool(info.get("illegal_action", False)) for info in infos]
             provenance = venv.get_attr("last_episode_provenance")
             records += [
-                child_record(j, i, infos[i], returns[i], provenance[i]) for i in range(batch)
+                child_record(j, i, infos[i], returns[i], provenance[i], (), illegal[i])
+                for i in range(batch)
             ]
             save_recheck(out, records, j + 1, episodes)
     finally:

@@ -12,7 +12,8 @@ reward mode), then replays ``--retrain`` of the random-search episodes with new 
 store bypassed (``cache=False``), so the same architecture is fine-tuned again with new
 transform noise and a new training seed: the retrain noise.
 
-Policies (each draws what it does not fix uniformly among the legal values, as random search):
+Policies (each draws what it does not fix uniformly among the legal values, as random search;
+the code is :func:`agents.fixed.fixed_action`, also the ``fixed[policy=NAME]`` agent):
 ``widen-all`` widens every layer it may, ``never-widen`` never does, ``kernel-1`` /
 ``kernel-3`` / ``kernel-5`` insert only that kernel, ``deepen-first`` inserts only into the
 first block, ``deepen-fc`` only after FC layers, ``widen-all-kernel-3`` both. Episode ``i``
@@ -54,9 +55,9 @@ import numpy as np
 import torch
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
+from agents.fixed import fixed_action
 from eas_gym.settings import add_set_option, parse_set
 
-KIND_POOL, KIND_FC = 2, 3
 GATE = {"gap_points": 1.5, "gap_se": 3.0, "spread_over_noise": 1.5, "child_seconds": 45.0}
 POLICIES = (
     "random",
@@ -71,39 +72,11 @@ ALL_POLICIES = (*POLICIES, "kernel-3", "deepen-fc")
 Policy = Callable[[dict[str, np.ndarray], list[np.ndarray], np.random.Generator], np.ndarray]
 
 
-def _uniform(legal: np.ndarray, rng: np.random.Generator) -> int:
-    return int(rng.choice(np.flatnonzero(legal)))
-
-
 def make_policy(name: str, kernels: tuple[int, ...]) -> Policy:
-    """The action function of a fixed policy over the env's split masks (see the docstring)."""
+    """The action function of a fixed policy over the env's split masks (:mod:`agents.fixed`)."""
 
     def act(obs: dict[str, np.ndarray], masks: list[np.ndarray], rng) -> np.ndarray:
-        slots = len(masks) - 2
-        action = np.array([_uniform(m, rng) for m in masks], dtype=np.int64)
-        if int(obs["step_kind"]) == 0:  # wider step: the flags
-            if name.startswith("widen-all"):
-                action[:slots] = [int(m[1]) for m in masks[:slots]]
-            elif name == "never-widen":
-                action[:slots] = 0
-            return action
-        position, kernel = masks[slots].copy(), masks[slots + 1].copy()
-        kind = np.asarray(obs["kind"])
-        if name == "deepen-first":
-            first = (
-                np.arange(slots) < (np.flatnonzero(kind == KIND_POOL)[:1].tolist() or [slots])[0]
-            )
-            position = position & first if (position & first).any() else position
-        elif name == "deepen-fc":
-            fc = kind == KIND_FC
-            position = position & fc if (position & fc).any() else position
-        if name.startswith("kernel-") or name.endswith("kernel-3"):
-            size = int(name.rsplit("-", 1)[1])
-            wanted = np.array([k == size for k in kernels])
-            kernel = kernel & wanted if (kernel & wanted).any() else kernel
-        action[slots] = _uniform(position, rng)
-        action[slots + 1] = _uniform(kernel, rng)
-        return action
+        return fixed_action(name, obs, masks, kernels, rng)
 
     return act
 

@@ -94,7 +94,7 @@ v0, the first preset, for the Python API)."""
 
 
 def _search_fields() -> list[dataclasses.Field]:
-    from agents.runner import SearchArgs
+    from agents.search_args import SearchArgs
 
     return [f for f in dataclasses.fields(SearchArgs) if f.name not in _NOT_OPTIONS]
 
@@ -103,7 +103,7 @@ def _add_search_options(
     parser: argparse.ArgumentParser, names: Sequence[str] | None = None
 ) -> None:
     """SearchArgs' fields as options (`names` only, if given), with their defaults and docs."""
-    from agents.runner import SearchArgs
+    from agents.search_args import SearchArgs
     from eas_gym.settings import add_dataclass_options
 
     fields = [f.name for f in _search_fields() if names is None or f.name in names]

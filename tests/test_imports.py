@@ -26,6 +26,7 @@ ALLOWED_EDGES = {
     ("eas_gym.cli", "agents.final"),
     ("eas_gym.cli", "agents.registry"),
     ("eas_gym.cli", "agents.runner"),
+    ("eas_gym.cli", "agents.search_args"),
     ("eas_gym.cli", "agents.show"),
 }
 """Edges left out of the graph, each with its reason."""
@@ -122,3 +123,17 @@ def test_importing_eas_gym_registers_the_ids_without_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_help_and_list_do_not_import_torch():
+    import subprocess
+    import sys
+
+    for argv in (["--help"], ["search", "--help"], ["list"]):
+        code = (
+            "import sys; from eas_gym.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'"
+        )
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+        assert done.returncode == 0, (argv, done.stderr[-2000:])

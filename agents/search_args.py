@@ -1,0 +1,54 @@
+"""The arguments of one search (:class:`SearchArgs`), in a module without torch.
+
+``eas-gym --help`` builds its options from these fields; the runner imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SearchArgs"]
+
+
+@dataclass
+class SearchArgs:
+    """Arguments of one search."""
+
+    env_id: str = "EAS-CIFAR10-CPU-v0"
+    """A registered env id."""
+    agent: str = "reinforce"
+    """reinforce, random, evolution, local-search, ppo, a2c, maskable-ppo or ``module:Class``,
+    optionally with options: ``reinforce[lr=0.01]`` (see :mod:`agents.registry`)."""
+    agent_options: dict[str, Any] = field(default_factory=dict)
+    """More agent options (``--agent-set key=value``), merged over those in `agent`."""
+    nets: int = 20
+    """Networks to sample (episodes); rounded up to a multiple of `batch`."""
+    batch: int = 10
+    """Networks per agent update (environments run side by side; the paper: 10)."""
+    seed: int = 0
+    """Seeds the agent and every episode."""
+    out: str = "runs/search"
+    """The run folder."""
+    store: str | None = None
+    """Evaluation store path; None: ``out/store.sqlite``."""
+    asynchronous: bool | None = None
+    """One process per environment; None: when children train on a CPU of several cores on
+    real data (one thread per worker: 1.16x the children per hour of one process using both
+    cores, benchmarks/RESULTS.md), else in this process (toy and surrogate children are too
+    cheap to pay for worker processes)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
+    progress: bool = True
+    """Show a progress bar."""
+    threads: int | None = None
+    """Torch threads: of this process (synchronous), or of each worker process; None: this
+    process keeps torch's setting, workers share the cores (``eas_gym.vector.worker_threads``)."""
+
+    # ---- where children are evaluated (does not change the results) ----
+    executor: str = "local"
+    """local (a gymnasium vector env here) or ray (one Ray actor per environment)."""
+    ray_address: str | None = None
+    """Ray cluster address for ``executor="ray"``; None: the running one, else a local one."""
+    store_service: bool | None = None
+    """``executor="ray"``: serve the store from one actor; None: on multi-node clusters."""
