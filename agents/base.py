@@ -25,6 +25,21 @@ What the runner checks (:mod:`agents.registry`, :mod:`agents.checks`), so a mist
 * every step: illegal actions (the masks forbid them; the env applies only the legal part) are
   counted in each child record's ``illegal_actions``, with a warning once per run.
 
+Two optional hooks, used when the agent has them (an agent without them runs as before):
+
+* ``observe_info(infos)`` (:class:`InfoObserver`): called after :meth:`Agent.observe` at every
+  step, search and recheck, with the step's vector ``infos`` (each key an array over the batch:
+  ``net``, ``accuracy``, ``params``, ... of the last step's network; the env's ``## Information``
+  section lists them). A model-based agent (Bayesian optimisation) learns its (net, accuracy)
+  pairs here: the dense reward cannot be inverted without the start network's score.
+* ``recommend(obs, masks)`` (:class:`Recommender`): the agent's best guess, called instead of
+  :meth:`Agent.act` by the recheck (``eas-gym compare --recheck K``,
+  :func:`agents.runner.run_recheck`). The recheck restores the finished search's final state
+  and runs K fresh episodes (new seeds, every child fine-tuned again, never read from the
+  store) with no :meth:`Agent.update`; without ``recommend`` it samples them with
+  :meth:`Agent.act`, which for a model-based agent is another round of exploration.
+  :meth:`Agent.observe` and ``observe_info`` still see the recheck's steps.
+
 The ``fixed[policy=...]`` agents (:mod:`agents.fixed`) show the protocol at its smallest.
 """
 
@@ -35,7 +50,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["Agent", "split_masks"]
+__all__ = ["Agent", "InfoObserver", "Recommender", "split_masks"]
 
 
 @runtime_checkable
@@ -78,6 +93,24 @@ class Agent(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+        ...
+
+
+@runtime_checkable
+class InfoObserver(Protocol):
+    """An agent with the optional ``observe_info`` hook."""
+
+    def observe_info(self, infos: dict[str, Any]) -> None:
+        """Receive the vector ``infos`` of the last step (each value has a leading ``B``)."""
+        ...
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """An agent with the optional ``recommend`` hook, used by the recheck instead of ``act``."""
+
+    def recommend(self, obs: dict[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
+        """The agent's best guess: ``(B, len(nvec))`` actions, as :meth:`Agent.act` returns."""
         ...
 
 

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
+from agents.data_location import check_recorded_data, recorded_data_location
 from eas_gym.data import dataset_classes, dataset_identity, load_dataset
 from eas_gym.export import load_arch, load_state, save_model
 from eas_gym.family import AnyArch, build_model, parse_net
@@ -77,7 +78,9 @@ def final_train(
 
     Paper defaults: 300 epochs, lr 0.1 cosine, batch 64. A run's network starts from its
     inherited weights unless `scratch`; dataset, image size and augmentation default to the
-    run's (augmentation on for a net string). The trained network is saved to `out`
+    run's (augmentation on for a net string). The data folder is `data_dir`, else the run's
+    ``--data-dir``, else ``$EAS_DATA_DIR``, else the folder the run's search read (recorded in
+    its ``config.json``), else the default cache. The trained network is saved to `out`
     (default: ``RUN/final`` for a run folder, ``FOLDER-final`` beside a saved model,
     ``runs/final`` for a net string).
 
@@ -89,6 +92,10 @@ def final_train(
     dataset = dataset or run_env.get("dataset", "cifar10")
     image_size = image_size or run_env.get("image_size")
     data_dir = data_dir or run_env.get("data_dir")
+    if data_dir is None and not os.environ.get("EAS_DATA_DIR"):
+        data_dir = recorded_data_location(target)  # where the search read it
+        if data_dir is not None and not download and dataset == run_env.get("dataset", "cifar10"):
+            check_recorded_data(target, dataset, data_dir)  # one line if the data moved
     num_classes = dataset_classes(dataset)  # a ValueError for an unknown name or path
     _warn_if_the_data_changed(Path(target) / "config.json", dataset)
     if arch is None:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from agents.base import Agent
+from agents.data_location import DATA_LOCATION, data_location
 
 __all__ = [
     "CHILD_FIELDS",
@@ -97,6 +98,7 @@ _RECHECK_ROOM = 100_000
 _MAY_CHANGE = (
     "nets",
     "progress",
+    "tensorboard",
     "threads",
     "asynchronous",
     "executor",
@@ -104,6 +106,7 @@ _MAY_CHANGE = (
     "store_service",
     "out",
     "store",
+    "data_location",
 )
 _PATH_ENV_KWARGS = ("data_dir", "download", "store")
 
@@ -180,7 +183,14 @@ def child_record(
 
 
 def check_config(out: Path, record: dict[str, Any]) -> None:
-    """Refuse a run folder that holds a search with other settings; else (re)write config.json."""
+    """Refuse a run folder that holds a search with other settings; else (re)write config.json.
+
+    A search's record (one with an ``env_id``) is written with the data folder its env reads
+    (:func:`agents.data_location.data_location`), which may change between runs.
+    """
+    if "env_id" in record:
+        where = data_location(record["env_id"], record.get("env_kwargs") or {})
+        record = {**record, DATA_LOCATION: where}
     path = out / "config.json"
     if path.exists():
         try:

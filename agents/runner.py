@@ -11,7 +11,9 @@ in the store (not trained again), so the result equals that of an uninterrupted 
 
 :func:`run_recheck` is the honest re-evaluation: fresh episodes from the finished search's final
 policy, with new environment seeds and ``cache=False``, so every child is fine-tuned afresh and
-none is read from the store.
+none is read from the store. With a protocol agent it asks the agent's optional ``recommend``
+hook (:mod:`agents.base`), else samples with ``act``. Each update's metrics go to
+``metrics.jsonl`` (and TensorBoard with ``tensorboard=True``: :mod:`agents.metrics_log`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from agents.base import Agent
+from agents.base import Agent, InfoObserver, Recommender
 from agents.checks import RunChecks, check_agent, check_env_args, make_agent
+from agents.metrics_log import MetricsLog, check_tensorboard, update_metrics
 from agents.progress import SearchProgress
 from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
 from agents.run_folder import (
@@ -79,6 +82,8 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     spec = resolve_agent(args)  # fail before creating the run folder
     _check_executor(args, spec)
     check_env_args(args.env_id, args.env_kwargs)
+    if args.tensorboard:
+        check_tensorboard()
     args.env_kwargs = absolute_dataset_path(args.env_kwargs)
     check_agent(  # option values too, before config.json is written
         spec, args.env_id, args.env_kwargs, seed=args.seed, nets=args.nets, batch=args.batch
@@ -101,10 +106,12 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
 def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
     """`episodes` fresh episodes from a finished search's final policy, never read from the store.
 
-    The agent is restored from the search's last checkpoint and acts without learning; the
-    environments get seeds no search update uses and ``cache=False``, so every child is
-    fine-tuned again with new seeds. `episodes` is rounded up to whole batches of
-    ``min(args.batch, episodes)``. Records go to ``recheck.jsonl`` (resumable per batch).
+    The agent is restored from the search's last checkpoint and acts without learning (no
+    ``update``): through its ``recommend`` hook, its best guess, if it has one, else by sampling
+    with ``act`` (see :mod:`agents.base`); the environments get seeds no search update uses and
+    ``cache=False``, so every child is fine-tuned again with new seeds. `episodes` is rounded up
+    to whole batches of ``min(args.batch, episodes)``. Records go to ``recheck.jsonl``
+    (resumable per batch).
 
     Raises:
         ValueError: `episodes` < 1, or the search in ``args.out`` has not finished.
@@ -144,7 +151,7 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
     try:
         for j in range(done, episodes // batch):
             seed = episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch)
-            records += _run_batch(envs, agent, seed, update=j)
+            records += _run_batch(envs, agent, seed, update=j, recommend=True)
             save_recheck(out, records, j + 1, episodes, agent=agent.state_dict())
     finally:
         envs.close()
@@ -278,6 +285,9 @@ def _run_protocol(
     done, children = restore_search(agent, out, args.batch, num_updates)
     if done >= num_updates:  # finished: no environments (nor worker processes) needed
         return children
+    saved = load_checkpoint(out / "checkpoint.pt") if done else None
+    log = MetricsLog(out, done, (saved or {}).get("log"), tensorboard=args.tensorboard)
+    weightless = _weightless(args.env_id, env_kwargs)
     envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
     total = num_updates * args.batch
     bar = tqdm(
@@ -298,8 +308,9 @@ def _run_protocol(
     checks = RunChecks(spec.label(), lambda: _make_agent(spec, spaces, args.seed))
     try:
         for update in range(done, num_updates):
+            log.lap()  # the update's clock starts
             status = "" if in_turn else f"scoring {args.batch} networks side by side"
-            if not children:
+            if not children and not weightless:
                 status = "training (or loading) the start network" + (
                     f", then {status}" if status else ""
                 )
@@ -312,25 +323,45 @@ def _run_protocol(
             state = agent.state_dict()
             checks.checkpoint(state, update + 1)
             children += batch
-            save_checkpoint(
-                {"agent": state, "update": update + 1, "metrics": metrics, "children": children},
-                out / "checkpoint.pt",
-            )
-            with open(out / "children.jsonl", "a") as log:
-                log.writelines(json.dumps(record) + "\n" for record in batch)
+            line = update_metrics(update, batch, children, metrics, *log.lap())
+            kept = {"agent": state, "update": update + 1, "metrics": metrics, "log": line}
+            save_checkpoint({**kept, "children": children}, out / "checkpoint.pt")
+            with open(out / "children.jsonl", "a") as records:
+                records.writelines(json.dumps(record) + "\n" for record in batch)
+            log.write(line)
             progress.batch_done(children)
     finally:
-        bar.close()
+        log.close()
+        progress.close()
         envs.close()
     return children
 
 
+def _weightless(env_id: str, env_kwargs: dict[str, Any]) -> bool:
+    """Whether the env's evaluator needs no weights (no start network is trained)."""
+    import gymnasium as gym
+
+    from eas_gym.eval_config import WEIGHTLESS_EVALUATORS
+
+    kwargs = {**gym.spec(env_id).kwargs, **env_kwargs}
+    return kwargs.get("evaluator", "train") in WEIGHTLESS_EVALUATORS
+
+
 def _run_batch(
-    envs, agent: Agent, seed: int, update: int, first_step: Callable[..., None] | None = None
+    envs,
+    agent: Agent,
+    seed: int,
+    update: int,
+    first_step: Callable[..., None] | None = None,
+    *,
+    recommend: bool = False,
 ) -> list[dict[str, Any]]:
     """One episode in every environment; returns the final networks' records.
 
     `first_step`, if given, is called with the first step's observations, masks and actions.
+    After each step the agent's optional ``observe_info`` hook gets the step's vector ``infos``.
+    With `recommend`, an agent's optional ``recommend`` hook chooses the actions instead of
+    ``act`` (see :mod:`agents.base`).
     """
     obs, infos = envs.reset(seed=seed)
     num_envs = envs.num_envs
@@ -338,14 +369,18 @@ def _run_batch(
     illegal = np.zeros(num_envs, dtype=int)
     terminated = np.zeros(num_envs, dtype=bool)
     taken: list[np.ndarray] = []  # (num_envs, action entries) per step
+    choose = agent.recommend if recommend and isinstance(agent, Recommender) else agent.act
+    observe_info = agent.observe_info if isinstance(agent, InfoObserver) else None
     while not terminated.all():
         masks = np.stack([np.concatenate(m) for m in infos["action_mask"]]).astype(bool)
-        actions = agent.act(obs, masks)
+        actions = choose(obs, masks)
         if first_step is not None and not taken:
             first_step(obs, masks, np.asarray(actions))
         taken.append(np.asarray(actions).reshape(num_envs, -1))
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         agent.observe(rewards, terminated)
+        if observe_info is not None:
+            observe_info(infos)
         returns += rewards
         illegal += np.asarray(infos.get("illegal_action", np.zeros(num_envs)), dtype=int)
     provenance = envs.get_attr("last_episode_provenance")

@@ -82,8 +82,17 @@ class _RecordChildren(BaseCallback):
         self.model.save(self.out / "sb3_model.zip")  # for users; never loaded by eas-gym
 
 
-def _model(spec: AgentSpec, venv: VecEnv, seed: int, saved: dict[str, Any] | None):
-    model = make_sb3_model(spec.name, venv, seed=seed, **spec.options)
+def _model(
+    spec: AgentSpec,
+    venv: VecEnv,
+    seed: int,
+    saved: dict[str, Any] | None,
+    tensorboard_log: str | None = None,
+):
+    options = dict(spec.options)
+    if tensorboard_log is not None:
+        options.setdefault("tensorboard_log", tensorboard_log)
+    model = make_sb3_model(spec.name, venv, seed=seed, **options)
     if saved is not None:
         model.set_parameters(saved["params"], exact_match=True)
         model.num_timesteps = int(saved["num_timesteps"])
@@ -100,7 +109,8 @@ def run_sb3(
         return kept  # a finished run kept without its .pt file (study data)
     venv = make_sb3_vec_env(args.env_id, args.batch, seed=args.seed, env_kwargs=env_kwargs)
     episode_length = len(venv.get_attr("schedule", indices=0)[0])
-    model = _model(spec, venv, args.seed, saved)
+    tensorboard_log = str(out / "tensorboard") if getattr(args, "tensorboard", False) else None
+    model = _model(spec, venv, args.seed, saved, tensorboard_log)
     children = [] if saved is None else list(saved["children"])
     repair_jsonl(out / "children.jsonl", children)
     if len(children) < total:

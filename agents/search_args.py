@@ -41,6 +41,9 @@ class SearchArgs:
     """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
     progress: bool = True
     """Show a progress bar."""
+    tensorboard: bool = False
+    """Also log every update's metrics (always in ``out/metrics.jsonl``) as TensorBoard event files
+    in ``out/tensorboard`` (``pip install 'eas-gym[tb]'``; SB3 agents: their own logger's)."""
     threads: int | None = None
     """Torch threads: of this process (synchronous), or of each worker process; None: this
     process keeps torch's setting, workers share the cores (``eas_gym.vector.worker_threads``)."""

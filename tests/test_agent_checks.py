@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 
+from agents.cli import main
 from agents.run_folder import load_checkpoint, read_children, read_jsonl
 from agents.runner import SearchArgs, run_search
-from eas_gym.cli import main
 
 SURROGATE = "EAS-Surrogate-v0"
 

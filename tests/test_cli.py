@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from agents.cli import main
 from agents.runner import read_children
 from eas_gym import load_model
-from eas_gym.cli import main
 from eas_gym.store import EvalStore
 
 SYNTHETIC = ["--env", "EAS-Synthetic-v0", "--set", "schedule=WD", "--set", "reward_mode=sparse"]
@@ -203,7 +203,7 @@ def _search_cmd(out):
     return [
         sys.executable,
         "-m",
-        "eas_gym.cli",
+        "agents.cli",
         "search",
         *SYNTHETIC,
         "--agent",
@@ -292,7 +292,7 @@ def test_train_on_a_missing_folder_says_so(capsys):
 def test_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "(default: 300.0)" in capsys.readouterr().out
+    assert "(default: 300)" in capsys.readouterr().out
 
 
 def test_rounded_budget_is_announced(tmp_path, capsys):

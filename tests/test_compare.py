@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 import eas_gym.scorer
+from agents.cli import main
 from agents.compare import compare, report
 from agents.compare_plot import plot_comparison
 from agents.compare_table import _pct
 from agents.run_folder import load_checkpoint
 from agents.runner import SearchArgs, run_recheck, run_search
 from agents.stats import holm, seeds_for_power
-from eas_gym.cli import main
 from eas_gym.scorer import ChildScorer
 from eas_gym.store import EvalStore
 
@@ -96,7 +96,7 @@ def _compare_cmd(out):
     return [
         sys.executable,
         "-m",
-        "eas_gym.cli",
+        "agents.cli",
         "compare",
         "--env",
         "EAS-Surrogate-v0",

@@ -147,8 +147,8 @@ def _plant(path: Path, mark: Path) -> None:
 
 
 def test_files_from_elsewhere_do_not_run_code(tmp_path, capsys):
+    from agents.cli import main
     from agents.run_folder import load_checkpoint
-    from eas_gym.cli import main
     from eas_gym.export import load_model
 
     mark = tmp_path / "ran"

@@ -11,8 +11,8 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import data_equivalence
 
+from agents.cli import main
 from agents.runner import read_children
-from eas_gym.cli import main
 from eas_gym.ray_store import RemoteStore, StoreService, start_store_service
 from eas_gym.ray_vector import import_ray
 from eas_gym.store import EvalStore, Evaluation, Store, open_store

@@ -7,12 +7,11 @@ eas-gym show    RUN
 eas-gym list
 eas-gym demo
 
-This module is the one place where the library imports the application (:mod:`agents`): the
-``eas-gym`` console script has lived at ``eas_gym.cli:main`` since 0.1.0, and its commands run
-searches, comparisons and final training, which are the agents' work, and its search options
-are :class:`agents.runner.SearchArgs`' fields. Those imports sit inside functions, so
-``import eas_gym`` never loads ``agents``, and no module of either package imports this one
-(``tests/test_imports.py`` checks both).
+It lives in :mod:`agents`, the layer that uses both packages: its commands run searches,
+comparisons and final training, which are the agents' work, on the library's envs, so
+:mod:`eas_gym` imports nothing of :mod:`agents` (``tests/test_imports.py`` checks it). The
+``eas-gym`` console script points here (``agents.cli:main``; ``python -m agents.cli`` works
+too). Heavy imports sit inside functions: ``--help`` and ``list`` never load torch.
 """
 
 from __future__ import annotations
@@ -173,7 +172,7 @@ def _train(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         image_size=args.image_size,
         train_size=args.train_size,
-        device=args.device or "auto",
+        device=args.device,
         data_dir=args.data_dir,
         out=args.out,
         seed=args.seed,
@@ -263,11 +262,42 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults as written (``300``, not ``300.0``), and only where they say something.
+
+    An option whose help already tells its default, or whose default is ``None``, ``False`` or
+    empty (the help says what happens then), gets no ``(default: ...)`` appended.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help, default = action.help or "", action.default
+        if (
+            "default" in help.lower()
+            or default is argparse.SUPPRESS
+            or default is None
+            or default is False
+            or default == []
+            or not (action.option_strings or action.nargs in (argparse.OPTIONAL, "*"))
+        ):
+            return help
+        if isinstance(default, float) and default.is_integer():
+            shown = str(int(default))
+        else:
+            shown = str(default)
+        return f"{help} (default: {shown.replace('%', '%%')})"
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     from eas_gym.settings import add_set_option
 
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--data-dir", default=None, help="dataset folder (else $EAS_DATA_DIR)")
+    parser.add_argument(
+        "--device", default=None, help="auto, cpu, cuda, cuda:1 ... (default: the env's)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="the dataset folder (default: $EAS_DATA_DIR, else ~/.cache/eas_gym/data)",
+    )
     add_set_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -278,9 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        return sub.add_parser(name, help=help, formatter_class=_HelpFormatter)
 
     env_help = "a registered env id (eas-gym list shows them)"
 
@@ -331,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = command("train", "final training of a found network")
     train.add_argument("target", help="a run folder, a saved model folder, or a net string")
-    train.add_argument("--epochs", type=float, default=300.0, help="the paper's final training")
+    train.add_argument(
+        "--epochs", type=float, default=300.0, help="epochs (the paper's final training)"
+    )
     train.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
     train.add_argument("--scratch", action="store_true", help="re-initialise the weights")
     train.add_argument(
@@ -340,9 +370,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="crop and flip while training (default: as the run; on for a net string)",
     )
-    train.add_argument("--dataset", default=None, help="default: the run's dataset or cifar10")
-    train.add_argument("--image-size", type=int, default=None)
-    train.add_argument("--train-size", type=int, default=None)
+    train.add_argument(
+        "--dataset",
+        default=None,
+        help="cifar10, cifar100, svhn, synthetic or a path to your own dataset "
+        "(default: the run's, else cifar10)",
+    )
+    train.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="side of the square images (default: the run's, else 32)",
+    )
+    train.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="class-balanced subset of the training images (default: all of them)",
+    )
     train.add_argument(
         "--out",
         default=None,
@@ -352,9 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--download", action="store_true", help="let torchvision download a missing dataset"
     )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default=None)
-    train.add_argument("--data-dir", default=None)
+    train.add_argument(
+        "--seed", type=int, default=0, help="seeds the initial weights and the batches"
+    )
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    train.add_argument(
+        "--data-dir",
+        default=None,
+        help="the dataset folder (default: the run's, then $EAS_DATA_DIR, then the folder "
+        "the search read, else ~/.cache/eas_gym/data)",
+    )
     train.set_defaults(func=_train)
 
     show = command("show", "summarise a run folder")
@@ -363,8 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_show)
 
     demo = command("demo", "apply a wider and a deeper step and show preservation")
-    demo.add_argument("--net", default="C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--net", default="C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8", help="the start network"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seeds the weights, the probe batch and the noise"
+    )
     demo.set_defaults(func=_demo)
     return parser
 
