@@ -15,6 +15,7 @@ from agents.run_folder import check_config
 
 TINY = ["--env", "EAS-CIFAR10-CPU-v2", "--set", "train_size=100", "--set", "val_size=50"]
 TINY += ["--set", "epochs=0.5", "--set", "start_epochs=0.5", "--set", "probe_size=4"]
+TINY += ["--no-async"]  # in this process: worker processes would not see the patched md5 check
 
 
 @pytest.fixture
