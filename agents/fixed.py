@@ -20,12 +20,11 @@ too. As an agent: ``fixed[policy=deepen-first]``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from gymnasium import spaces
 
 from agents.base import split_masks
+from agents.random_search import SeededHeuristic
 from eas_gym.arch import SearchSpace
 from eas_gym.net2net import LayerKind
 
@@ -99,7 +98,7 @@ def fixed_action(
     return action
 
 
-class FixedPolicy:
+class FixedPolicy(SeededHeuristic):
     """A fixed heuristic policy as an :class:`agents.base.Agent`: ``fixed[policy=NAME]``.
 
     Args:
@@ -161,18 +160,3 @@ class FixedPolicy:
                 for b in range(batch)
             ]
         )
-
-    def observe(self, rewards: np.ndarray, terminated: np.ndarray) -> None:
-        """A fixed policy ignores rewards."""
-
-    def update(self) -> dict[str, float]:
-        """Nothing to learn."""
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The generator state, so a resumed search draws what an uninterrupted one would."""
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the generator state."""
-        self.rng.bit_generator.state = state["rng"]

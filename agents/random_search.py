@@ -12,7 +12,32 @@ from agents.base import split_masks
 __all__ = ["RandomSearch"]
 
 
-class RandomSearch:
+class SeededHeuristic:
+    """The shared part of agents that never learn: rewards ignored, no update.
+
+    Their state is the seeded generator ``self.rng``, so a resumed search draws what an
+    uninterrupted one would.
+    """
+
+    rng: np.random.Generator
+
+    def observe(self, rewards: np.ndarray, terminated: np.ndarray) -> None:
+        """A heuristic ignores rewards."""
+
+    def update(self) -> dict[str, float]:
+        """Nothing to learn."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator state."""
+        self.rng.bit_generator.state = state["rng"]
+
+
+class RandomSearch(SeededHeuristic):
     """Each action entry uniform over its legal values (the env's masks), seeded.
 
     Args:
@@ -36,18 +61,3 @@ class RandomSearch:
             for b in range(batch):
                 actions[b, d] = self.rng.choice(np.flatnonzero(legal[b]))
         return actions
-
-    def observe(self, rewards: np.ndarray, terminated: np.ndarray) -> None:
-        """Random search ignores rewards."""
-
-    def update(self) -> dict[str, float]:
-        """Nothing to learn."""
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The generator state, so a resumed search draws what an uninterrupted one would."""
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the generator state."""
-        self.rng.bit_generator.state = state["rng"]
