@@ -17,7 +17,9 @@ Study data kept in a repository (``benchmarks/data/``) holds the records without
 files (agent weights): a finished search or recheck is then read from its ``.jsonl`` alone
 (:func:`finished_records`); only extending it needs the checkpoint. A comparison that meets an
 unfinished run kept that way starts it again from its seed (:func:`set_aside_unfinished`), on
-the start network pinned in the comparison's ``start/`` (:mod:`agents.pinned_start`).
+the start network pinned in the comparison's ``start/`` (:mod:`agents.pinned_start`), and its
+earlier networks are served from their records instead of being trained again
+(:mod:`agents.replay`).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from agents.checks import RunChecks, check_agent, check_env_args, make_agent
 from agents.metrics_log import MetricsLog, check_tensorboard, update_metrics
 from agents.progress import SearchProgress
 from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
+from agents.replay import load_replay, seed_store
 from agents.run_folder import (
     RECHECK_UPDATE_OFFSET,
     check_config,
@@ -288,6 +289,14 @@ def _run_protocol(
     saved = load_checkpoint(out / "checkpoint.pt") if done else None
     log = MetricsLog(out, done, (saved or {}).get("log"), tensorboard=args.tensorboard)
     weightless = _weightless(args.env_id, env_kwargs)
+    replay = load_replay(out)
+    if replay is not None and len(children) < len(replay.records):
+        seeded = seed_store(replay, args.env_id, env_kwargs)
+        print(
+            f"{out}: starting again from its seed; {seeded} of its {len(replay.records)} earlier "
+            f"networks ({replay.source.name}) are served from their records, not retrained",
+            file=sys.stderr,
+        )
     envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
     total = num_updates * args.batch
     bar = tqdm(
@@ -318,6 +327,8 @@ def _run_protocol(
                 progress.status(status)
             seed = episode_seed(args.seed, update, args.batch)
             batch = _run_batch(envs, agent, seed, update, checks.first_step(update))
+            if replay is not None:
+                batch = replay.restore(batch, len(children))
             checks.episodes_done(batch)
             metrics = agent.update()
             state = agent.state_dict()
