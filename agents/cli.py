@@ -4,6 +4,7 @@ eas-gym search  --env ID --agent NAME --nets N --seed S --out DIR [--executor ra
 eas-gym compare --env ID --agents reinforce,random --seeds K --nets N --out DIR
 eas-gym train   RUN_OR_NET [--epochs E]
 eas-gym show    RUN
+eas-gym check-agent module:Class [--env ID]
 eas-gym list
 eas-gym demo
 
@@ -235,6 +236,21 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_agent(args: argparse.Namespace) -> int:
+    from agents.agent_checker import check_agent_contract, format_verdicts
+
+    verdicts = check_agent_contract(
+        args.agent,
+        env_id=args.env,
+        env_kwargs=_env_kwargs(args),
+        batch=args.batch,
+        updates=args.updates,
+        seed=args.seed,
+    )
+    print(format_verdicts(args.agent, verdicts))
+    return 1 if any(v.passed is False for v in verdicts) else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import torch
 
@@ -413,6 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", help="a run folder written by eas-gym search")
     show.add_argument("--top", type=int, default=5, help="networks to list")
     show.set_defaults(func=_show)
+
+    checker = command(
+        "check-agent", "run an agent a few updates and check that it keeps the contract"
+    )
+    checker.add_argument("agent", help="an agent spec: module:Class, optionally [key=value,...]")
+    checker.add_argument("--env", default="EAS-Surrogate-v0", help="a cheap env id (no training)")
+    checker.add_argument("--batch", type=int, default=4, help="networks per update")
+    checker.add_argument(
+        "--updates", type=int, default=3, help="updates of the uninterrupted run (>= 2)"
+    )
+    checker.add_argument("--seed", type=int, default=0, help="the runs' seed")
+    _common(checker)
+    checker.set_defaults(func=_check_agent)
 
     demo = command("demo", "apply a wider and a deeper step and show preservation")
     demo.add_argument(

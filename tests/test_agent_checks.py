@@ -271,3 +271,51 @@ def test_compare_checks_every_agent_before_the_first_run(tmp_path, capsys):
     assert main([*argv, "--nets", "2", "--batch", "2", "--out", str(out), "--no-progress"]) == 2
     assert "agent 'reinforce' refuses its options (lr=-1.0)" in capsys.readouterr().err
     assert not (out / "random").exists()
+
+
+# ---- eas-gym check-agent (issue 31, item 8) ---------------------------------------------
+
+
+def test_check_agent_passes_an_agent_that_keeps_the_contract(custom, capsys):
+    assert main(["check-agent", f"{custom}:Base", "--updates", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[:4]] == [
+        ["PASS", "constructor"],
+        ["PASS", "state"],
+        ["PASS", "masks"],
+        ["PASS", "resume"],
+    ]
+    assert lines[-1] == f"{custom}:Base: keeps the contract"
+
+
+@pytest.mark.parametrize(
+    ("agent", "failed", "words"),
+    [
+        ("ForgetsItsGenerator", "resume", "differs from an uninterrupted one from network 3"),
+        ("IgnoresMasks", "masks", "the masks forbid"),
+        ("HoldsAnObject", "state", "builtins.object"),
+        ("NoSeed", "constructor", "seed"),
+    ],
+)
+def test_check_agent_fails_each_broken_rule_in_one_line(custom, agent, failed, words):
+    from agents.agent_checker import check_agent_contract
+
+    verdicts = {v.check: v for v in check_agent_contract(f"{custom}:{agent}", updates=2, batch=2)}
+    assert verdicts[failed].passed is False and words in verdicts[failed].detail
+    order = ["constructor", "state", "masks", "resume"]
+    assert all(verdicts[c].passed for c in order[: order.index(failed)])
+
+
+def test_check_agent_exits_1_on_a_broken_agent_and_2_on_bad_input(custom, capsys):
+    assert main(["check-agent", f"{custom}:ForgetsItsGenerator", "--updates", "2"]) == 1
+    assert "FAIL  resume" in capsys.readouterr().out
+    assert main(["check-agent", f"{custom}:Base", "--updates", "1"]) == 2
+    assert "`updates` >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agent", ["random", "reinforce", "evolution", "fixed[policy=widen-all]"])
+def test_the_built_in_agents_keep_the_contract(agent):
+    from agents.agent_checker import check_agent_contract
+
+    verdicts = check_agent_contract(agent, updates=2, batch=3)
+    assert all(v.passed for v in verdicts), verdicts
