@@ -107,6 +107,7 @@ def _run_metrics(
         "cpu_seconds": float(sum(c["cpu_seconds"] for c in children)) if clocked else None,
         "batch_wall_seconds": _batch_wall_seconds(children) + _batch_wall_seconds(rechecked),
         "cache_hits": int(sum(c["cache_hit"] for c in children)),
+        "agent_cpu_seconds": run.get("agent_cpu_seconds"),
         "accuracies": acc,
         "params": [c["params"] for c in children],
         "flops": [c["flops"] for c in children],

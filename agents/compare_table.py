@@ -97,11 +97,19 @@ def format_tables(result: dict[str, Any]) -> str:
     metrics = [m for m in METRICS if m != "recheck_mean"]
     if result["recheck"]:
         metrics.append("recheck_mean")
+    if result.get("test_is_validation"):  # a surrogate or the bench: test = validation
+        metrics.remove("test_of_best")
     lines = [
         f"{result['env_id']}: {result['nets']} networks per run, {_seed_counts(result)}"
         + (f", recheck {result['recheck']} fresh episodes per run" if result["recheck"] else "")
         + f"; {_start_text(result)}. "
-        "Accuracy in %, mean ± SE over seeds.",
+        "Accuracy in %, mean ± SE over seeds."
+        + (
+            " No test column: this evaluator (a surrogate or the bench) has no test split, its "
+            "test accuracy is its validation accuracy."
+            if result.get("test_is_validation")
+            else ""
+        ),
         "",
         "| agent | " + " | ".join(METRICS[m] for m in metrics) + " |",
         "|---" * (len(metrics) + 1) + "|",
@@ -254,4 +262,9 @@ def _costs(result: dict[str, Any]) -> list[str]:
             for label, rs in runs.items()
         )
         lines[-1] += f" Process CPU time of the search's fine-tunes: {cpu}."
+    if all(r.get("agent_cpu_seconds") is not None for rs in runs.values() for r in rs):
+        agent = ", ".join(
+            f"{label} {sum(r['agent_cpu_seconds'] for r in rs):.1f} s" for label, rs in runs.items()
+        )
+        lines[-1] += f" CPU time of the agents' own code (act, observe, update): {agent}."
     return lines

@@ -9,7 +9,9 @@ cleanrl's key habit: the agent's own metrics as :meth:`agents.base.Agent.update`
 * ``search/best_acc``: the best accuracy of the search so far;
 * ``charts/update_wall_seconds``, ``charts/update_cpu_seconds``: the update's wall time and this
   process's CPU time; ``charts/train_cpu_seconds``: the CPU seconds of the batch's fine-tunes
-  (worker processes too, from the child records).
+  (worker processes too, from the child records); ``charts/agent_cpu_seconds``: the CPU seconds
+  spent in the agent's own code (``act``, ``observe``, its hooks and ``update``,
+  :class:`AgentClock`).
 
 Each line also holds ``update`` (0-based) and ``nets`` (networks so far: the TensorBoard step,
 as cleanrl's ``global_step``). The checkpoint keeps the last line, so at a resume the file is
@@ -20,16 +22,26 @@ to ``OUT/tensorboard/`` (``tensorboard --logdir OUT``), purged past the checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agents.run_folder import write_jsonl
 
-__all__ = ["METRICS_FILE", "TENSORBOARD_DIR", "MetricsLog", "check_tensorboard", "update_metrics"]
+__all__ = [
+    "METRICS_FILE",
+    "TENSORBOARD_DIR",
+    "AgentClock",
+    "MetricsLog",
+    "agent_cpu_seconds",
+    "check_tensorboard",
+    "update_metrics",
+]
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -45,6 +57,43 @@ def check_tensorboard() -> None:
         ) from e
 
 
+class AgentClock:
+    """Process CPU seconds spent in the agent's own code, summed until :meth:`lap`.
+
+    Timed with ``time.process_time`` around the agent's calls only: the children's training
+    (inside ``envs.step``) falls outside, in this process or in workers.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        """Count the block's CPU time."""
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds += time.process_time() - start
+
+    def lap(self) -> float:
+        """The seconds counted since the last lap; starts again from zero."""
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
+def agent_cpu_seconds(out: Path) -> float | None:
+    """The agent's CPU seconds over a run's updates (``metrics.jsonl``); None if not logged."""
+    path = out / METRICS_FILE
+    if not path.exists():
+        return None
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    values = [line.get("charts/agent_cpu_seconds") for line in lines]
+    if not values or any(v is None for v in values):
+        return None  # a run logged before the agent's time was
+    return float(sum(values))
+
+
 def update_metrics(
     update: int,
     batch: list[dict[str, Any]],
@@ -52,6 +101,7 @@ def update_metrics(
     agent_metrics: dict[str, float],
     wall_seconds: float,
     cpu_seconds: float,
+    agent_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The metrics line of one update.
 
@@ -62,8 +112,10 @@ def update_metrics(
         agent_metrics: What the agent's ``update()`` returned.
         wall_seconds: The update's wall time.
         cpu_seconds: This process's CPU time during the update.
+        agent_seconds: CPU time in the agent's own code (:class:`AgentClock`); None: not timed.
     """
     accuracies = [float(c["accuracy"]) for c in batch]
+    timed = {} if agent_seconds is None else {"charts/agent_cpu_seconds": float(agent_seconds)}
     return {
         "update": int(update),
         "nets": len(children),
@@ -75,6 +127,7 @@ def update_metrics(
         "charts/update_wall_seconds": float(wall_seconds),
         "charts/update_cpu_seconds": float(cpu_seconds),
         "charts/train_cpu_seconds": sum(float(c.get("cpu_seconds", 0.0)) for c in batch),
+        **timed,
     }
 
 

@@ -18,6 +18,7 @@ hook (:mod:`agents.base`), else samples with ``act``. Each update's metrics go t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent, InfoObserver, Recommender
 from agents.checks import RunChecks, check_agent, check_env_args, make_agent
-from agents.metrics_log import MetricsLog, check_tensorboard, update_metrics
+from agents.metrics_log import AgentClock, MetricsLog, check_tensorboard, update_metrics
 from agents.progress import SearchProgress
 from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
 from agents.replay import load_replay, seed_store
@@ -59,6 +60,7 @@ __all__ = [
     "SearchArgs",
     "check_env_args",
     "episode_seed",
+    "is_weightless",
     "load_agent_class",
     "read_children",
     "read_summary",
@@ -288,7 +290,7 @@ def _run_protocol(
         return children
     saved = load_checkpoint(out / "checkpoint.pt") if done else None
     log = MetricsLog(out, done, (saved or {}).get("log"), tensorboard=args.tensorboard)
-    weightless = _weightless(args.env_id, env_kwargs)
+    weightless = is_weightless(args.env_id, env_kwargs)
     replay = load_replay(out)
     if replay is not None and len(children) < len(replay.records):
         seeded = seed_store(replay, args.env_id, env_kwargs)
@@ -315,6 +317,7 @@ def _run_protocol(
         for env in envs.envs:
             env.unwrapped.on_episode_end = progress.network_done
     checks = RunChecks(spec.label(), lambda: _make_agent(spec, spaces, args.seed))
+    clock = AgentClock()
     try:
         for update in range(done, num_updates):
             log.lap()  # the update's clock starts
@@ -326,15 +329,16 @@ def _run_protocol(
             if status:
                 progress.status(status)
             seed = episode_seed(args.seed, update, args.batch)
-            batch = _run_batch(envs, agent, seed, update, checks.first_step(update))
+            batch = _run_batch(envs, agent, seed, update, checks.first_step(update), clock=clock)
             if replay is not None:
                 batch = replay.restore(batch, len(children))
             checks.episodes_done(batch)
-            metrics = agent.update()
+            with clock.timing():
+                metrics = agent.update()
             state = agent.state_dict()
             checks.checkpoint(state, update + 1)
             children += batch
-            line = update_metrics(update, batch, children, metrics, *log.lap())
+            line = update_metrics(update, batch, children, metrics, *log.lap(), clock.lap())
             kept = {"agent": state, "update": update + 1, "metrics": metrics, "log": line}
             save_checkpoint({**kept, "children": children}, out / "checkpoint.pt")
             with open(out / "children.jsonl", "a") as records:
@@ -348,7 +352,7 @@ def _run_protocol(
     return children
 
 
-def _weightless(env_id: str, env_kwargs: dict[str, Any]) -> bool:
+def is_weightless(env_id: str, env_kwargs: dict[str, Any]) -> bool:
     """Whether the env's evaluator needs no weights (no start network is trained)."""
     import gymnasium as gym
 
@@ -366,13 +370,14 @@ def _run_batch(
     first_step: Callable[..., None] | None = None,
     *,
     recommend: bool = False,
+    clock: AgentClock | None = None,
 ) -> list[dict[str, Any]]:
     """One episode in every environment; returns the final networks' records.
 
     `first_step`, if given, is called with the first step's observations, masks and actions.
     After each step the agent's optional ``observe_info`` hook gets the step's vector ``infos``.
     With `recommend`, an agent's optional ``recommend`` hook chooses the actions instead of
-    ``act`` (see :mod:`agents.base`).
+    ``act`` (see :mod:`agents.base`). `clock`, if given, counts the agent's CPU time.
     """
     obs, infos = envs.reset(seed=seed)
     num_envs = envs.num_envs
@@ -382,16 +387,19 @@ def _run_batch(
     taken: list[np.ndarray] = []  # (num_envs, action entries) per step
     choose = agent.recommend if recommend and isinstance(agent, Recommender) else agent.act
     observe_info = agent.observe_info if isinstance(agent, InfoObserver) else None
+    timing = clock.timing if clock is not None else contextlib.nullcontext
     while not terminated.all():
         masks = np.stack([np.concatenate(m) for m in infos["action_mask"]]).astype(bool)
-        actions = choose(obs, masks)
+        with timing():
+            actions = choose(obs, masks)
         if first_step is not None and not taken:
             first_step(obs, masks, np.asarray(actions))
         taken.append(np.asarray(actions).reshape(num_envs, -1))
         obs, rewards, terminated, truncated, infos = envs.step(actions)
-        agent.observe(rewards, terminated)
-        if observe_info is not None:
-            observe_info(infos)
+        with timing():
+            agent.observe(rewards, terminated)
+            if observe_info is not None:
+                observe_info(infos)
         returns += rewards
         illegal += np.asarray(infos.get("illegal_action", np.zeros(num_envs)), dtype=int)
     provenance = envs.get_attr("last_episode_provenance")

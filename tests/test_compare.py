@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -139,10 +140,23 @@ def test_killed_compare_resumes_to_the_same_table(tmp_path):
     assert done < 8
 
     subprocess.run(_compare_cmd(out), check=True, env=env, capture_output=True)
-    resumed = json.loads((out / "compare.json").read_text())
-    uninterrupted = json.loads((reference / "compare.json").read_text())
+    resumed, uninterrupted = (
+        _untimed(json.loads((d / "compare.json").read_text())) for d in (out, reference)
+    )
     assert resumed == uninterrupted
-    assert (out / "compare.md").read_text() == (reference / "compare.md").read_text()
+    tables = [
+        re.sub(r" CPU time of the agents' own code.*", "", (d / "compare.md").read_text())
+        for d in (out, reference)
+    ]
+    assert tables[0] == tables[1]
+
+
+def _untimed(result):
+    """`result` without the agents' measured CPU time, which no two runs share."""
+    for runs in result["runs"].values():
+        for run in runs:
+            assert run.pop("agent_cpu_seconds") >= 0
+    return result
 
 
 def test_agent_options_reach_the_agent(tmp_path):
@@ -385,7 +399,7 @@ def test_report_adjusts_for_size_tests_the_best_other_and_corrects_each_family(t
 
 
 def test_the_time_axis_is_cpu_time_when_records_have_it(tmp_path):
-    child = {"accuracy": 0.4, "train_seconds": 30.0, "net": "n"}
+    child = {"accuracy": 0.4, "train_seconds": 30.0, "net": "n", "update": 0}
     wall_only = {"a": [{"children": [child, child]}, {"children": [child, child]}]}
     assert plot_comparison(wall_only, 0.3, tmp_path / "wall.png", "t") == "train_seconds"
     clocked = {"a": [{"children": [{**child, "cpu_seconds": 12.0}] * 2}] * 2}
@@ -419,3 +433,42 @@ def test_the_v2_studys_committed_records_give_the_numbers_results_quotes(tmp_pat
     kept = rows["evolution"]["recheck_size_adjusted"]["vs_random"]
     assert 100 * kept["diff"] == pytest.approx(0.98, abs=0.005)
     assert sum(r["cache_hits"] for r in result["runs"]["reinforce[lr=0.01]"]) == 67
+
+
+def test_the_plot_adds_per_update_means_and_zooms_to_the_agents(tmp_path):
+    import matplotlib.image
+
+    def run(offset):
+        return {
+            "children": [
+                {"accuracy": 0.6 + offset + 0.01 * k, "train_seconds": 0.0, "update": k // 2}
+                for k in range(6)
+            ]
+        }
+
+    runs = {"a": [run(0.0), run(0.002)], "b": [run(0.01), run(0.012)]}
+    plot_comparison(runs, 0.2, tmp_path / "far.png", "t")  # the start far below the agents
+    plot_comparison(runs, 0.62, tmp_path / "near.png", "t")
+    far, near = (matplotlib.image.imread(tmp_path / f"{n}.png") for n in ("far", "near"))
+    assert far.shape[1] > 1.5 * far.shape[0]  # two panels side by side
+    assert not (far == near).all()  # the start line is drawn only where it falls in the axis
+
+
+def test_on_the_surrogate_compare_prints_a_line_per_run_and_no_test_column(tmp_path, capsys):
+    compare(
+        "EAS-Surrogate-v0",
+        agents=["random"],
+        seeds=2,
+        nets=4,
+        batch=2,
+        out=str(tmp_path),
+        env_kwargs=FAST_SURROGATE,
+        progress=False,
+    )
+    printed = capsys.readouterr().err
+    assert printed.count("random seed ") == 2 and "4 networks, best " in printed
+    table = (tmp_path / "compare.md").read_text()
+    assert "test acc of best-by-val" not in table and "test accuracy is its validation" in table
+    assert "CPU time of the agents' own code (act, observe, update): random " in table
+    result = json.loads((tmp_path / "compare.json").read_text())
+    assert all(r["agent_cpu_seconds"] >= 0 for r in result["runs"]["random"])
