@@ -3,7 +3,9 @@
 ``agents x seeds`` searches (resumable, one shared evaluation store), then per run: the mean
 validation accuracy of the last third of its sampled networks, the best validation accuracy
 (best-so-far at the end), the *test* accuracy of that best-by-validation network (evaluated once
-per distinct network and cached in ``test_accuracy.json``), and optionally the mean of a
+per distinct network and cached in ``test_accuracy.json``; trained again from its lineage where
+the store kept no weights, :mod:`agents.best_test`; none on the weightless evaluators, whose test
+accuracy is their validation accuracy), and optionally the mean of a
 recheck (:func:`agents.runner.run_recheck`: fresh episodes of the final policy whose children
 are fine-tuned again, never read from the store). Each is summarised as mean +- standard error
 over seeds, and every agent is compared with ``random`` and with the best other agent by
@@ -15,7 +17,7 @@ with the best of them, in a family of its own.
 
 Writes ``compare.json`` (every per-seed number), ``compare.md`` (the tables) and
 ``compare.png`` (best-so-far validation accuracy against networks evaluated and against
-cumulative child training time, mean +- SE bands, the start network as a reference line), and
+cumulative child training time, and each update's mean accuracy, mean +- SE bands), and
 keeps the start network every run grows from in ``start/`` (:mod:`agents.pinned_start`), so a
 copy of the folder without its store resumes on the same start.
 
@@ -35,6 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.best_test import best_test_accuracies
 from agents.checks import check_agent, check_env_args
 from agents.compare_analysis import agent_rows, last_third, per_run_metrics, power
 from agents.compare_plot import plot_comparison
@@ -141,7 +144,8 @@ def compare(
             if not progress:  # no bars: one line per finished run says how far the study is
                 print(_run_line(spec.label(), run), file=sys.stderr, flush=True)
             _keep_start(root, start, restore=False)
-    probe = gym.make(env_id, **{**env_kwargs, "store": str(root / "store.sqlite")})
+    env_kwargs_in_store = {**env_kwargs, "store": str(root / "store.sqlite")}
+    probe = gym.make(env_id, **env_kwargs_in_store)
     try:
         summaries = [read_summary(root / s.folder_name() / f"seed-{first_seed}") for s in specs]
         recorded = [x["start_accuracy"] for x in summaries if x.get("start_accuracy") is not None]
@@ -150,7 +154,13 @@ def compare(
             raise TypeError(f"`env_id` {env_id!r} is not an EASEnv id")
         start_accuracy = recorded[0] if recorded else eas.scorer.start()[1]
         # A weightless evaluator's test accuracy is its validation accuracy: not a column.
-        tests = _test_accuracies(eas, runs, root) if test and not eas.weightless else {}
+        tests = (
+            best_test_accuracies(
+                eas, runs, root, env_id=env_id, env_kwargs=env_kwargs_in_store, batch=batch
+            )
+            if test and not eas.weightless
+            else {}
+        )
         weightless = eas.weightless
     finally:
         probe.close()
@@ -345,20 +355,3 @@ def _search_args(env_id, spec: AgentSpec, seed, nets, batch, root: Path, env_kwa
         env_kwargs=dict(env_kwargs),
         progress=progress,
     )
-
-
-def _test_accuracies(
-    env: EASEnv, runs: dict[str, list[dict[str, Any]]], root: Path
-) -> dict[str, float]:
-    """Test accuracy of every run's best-by-validation network, once per net (cached on disk)."""
-    path = root / "test_accuracy.json"
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    for rs in runs.values():
-        for r in rs:
-            best = max(r["children"], key=lambda c: c["accuracy"])
-            key = f"{env.config_key}|{best['net']}|{best.get('lineage')}"
-            if key not in cache:
-                arch = env.family.parse(best["net"], env.start_arch.num_classes)
-                cache[key] = env.scorer.test_accuracy(arch, best.get("lineage"))
-                path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-    return {k.split("|", 1)[1]: v for k, v in cache.items() if k.startswith(env.config_key)}

@@ -462,6 +462,17 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """Close the evaluation store."""
         self.scorer.close()
 
+    def network(self) -> tuple[AnyArch, StateDict]:
+        """The episode's current network and its weights (after the last step's training).
+
+        Empty weights with a weightless evaluator.
+
+        Raises:
+            RuntimeError: No episode has started.
+        """
+        ep = self._live()
+        return ep.arch, ep.state
+
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over ``sum(nvec)`` choices (sb3-contrib MaskablePPO)."""
         return np.concatenate(self._mask()).astype(bool)

@@ -302,12 +302,15 @@ class ChildScorer:
             else self.store.get(net_string, self.config_key, lineage)
         )
         weights = None if found is None else self.store.load_weights(found)
-        if weights is None:
-            return None
+        return None if weights is None else self.test_accuracy_of(arch, weights)
+
+    def test_accuracy_of(self, arch: AnyArch, state: StateDict) -> float | None:
+        """Test-split accuracy of `arch` with weights `state`; None if there are no test images."""
+        self.setup()
         data = self._dataset()
         if len(data.test) == 0:
             return None
-        net = self.family.build(arch, weights).to(self.device)
+        net = self.family.build(arch, state).to(self.device)
         accuracy, _ = evaluate(net, data.test.to(self.device), mean=data.mean, std=data.std)
         return accuracy
 

@@ -111,3 +111,44 @@ def test_restore_gives_reproduced_records_their_provenance_until_the_first_diffe
     assert restored[1:] == rerun[1:]
     assert (replay.replayed, replay.diverged_at) == (1, 1)
     assert replay.restore([_record("D", 0.8, cache_hit=False)], 3)[0]["net"] == "D"
+
+
+def test_a_clone_without_weights_gets_the_best_networks_test_accuracy_by_training_again(
+    tmp_path, monkeypatch
+):
+    reference = tmp_path / "reference"
+    kwargs = {**KWARGS, "test": True}
+    compare("EAS-Synthetic-v0", agents=["random"], out=str(reference), **kwargs)
+    expected = json.loads((reference / "test_accuracy.json").read_text())
+    assert list(expected.values()) and None not in expected.values()
+    clone = tmp_path / "clone"
+    _clone_half(reference, clone, "random")
+    (clone / "test_accuracy.json").unlink()
+    (clone / "random" / "seed-0" / "children.jsonl").write_bytes(
+        (reference / "random" / "seed-0" / "children.jsonl").read_bytes()
+    )  # finished, kept without weights
+    trained = _count_trainings(monkeypatch)
+    compare("EAS-Synthetic-v0", agents=["random"], out=str(clone), **kwargs)
+    assert json.loads((clone / "test_accuracy.json").read_text()) == expected
+    assert len(trained) == 1  # the best network alone, trained again from its lineage
+
+
+def test_a_best_network_that_trains_again_to_another_accuracy_gets_no_test_accuracy(tmp_path):
+    reference = tmp_path / "reference"
+    compare("EAS-Synthetic-v0", agents=["random"], out=str(reference), **KWARGS)
+    run = _clone_half(reference, tmp_path / "clone", "random")
+    records = _read(reference / "random" / "seed-0" / "children.jsonl")
+    best = max(records, key=lambda r: r["accuracy"])
+    best["accuracy"] += 1e-6  # as if its fine-tune had run on another CPU
+    (run / "children.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.warns(UserWarning, match="test accuracy is left out"):
+        compare(
+            "EAS-Synthetic-v0",
+            agents=["random"],
+            out=str(tmp_path / "clone"),
+            test=True,
+            **{k: v for k, v in KWARGS.items() if k != "test"},
+        )
+    assert list(json.loads((tmp_path / "clone" / "test_accuracy.json").read_text()).values()) == [
+        None
+    ]
