@@ -20,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from agents.run_folder import episode_seed
 from eas_gym.env import EASEnv
@@ -73,9 +74,12 @@ def retrain_test_accuracy(
     """Train `record`'s network again from its lineage; its test accuracy, or None.
 
     Replays the record's actions from ``reset(seed=reset_seed)`` with ``cache=False`` (nothing
-    read from or written to the store; the start network is the store's). None, with a warning,
+    read from or written to the store; the start network is the store's), on one torch thread
+    as a search's children train (worker processes of one thread each). None, with a warning,
     when the replay does not give the record's network and validation accuracy.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the arithmetic of the search's fine-tunes
     made = gym.make(env_id, **{**env_kwargs, "cache": False})
     try:
         env = made.unwrapped
@@ -97,3 +101,4 @@ def retrain_test_accuracy(
         return env.scorer.test_accuracy_of(arch, state)
     finally:
         made.close()
+        torch.set_num_threads(threads)
