@@ -316,6 +316,8 @@ def _run_protocol(
     if in_turn:
         for env in envs.envs:
             env.unwrapped.on_episode_end = progress.network_done
+    elif _one_row_per_network(args.env_id, env_kwargs):  # workers: count their store rows
+        progress.watch_store(env_kwargs["store"])
     checks = RunChecks(spec.label(), lambda: _make_agent(spec, spaces, args.seed))
     clock = AgentClock()
     try:
@@ -329,6 +331,7 @@ def _run_protocol(
             if status:
                 progress.status(status)
             seed = episode_seed(args.seed, update, args.batch)
+            progress.batch_started(args.batch)
             batch = _run_batch(envs, agent, seed, update, checks.first_step(update), clock=clock)
             if replay is not None:
                 batch = replay.restore(batch, len(children))
@@ -350,6 +353,21 @@ def _run_protocol(
         progress.close()
         envs.close()
     return children
+
+
+def _one_row_per_network(env_id: str, env_kwargs: dict[str, Any]) -> bool:
+    """Whether each finished network adds one row to a store file (sparse reward, cached)."""
+    import gymnasium as gym
+
+    kwargs = {**gym.spec(env_id).kwargs, **env_kwargs}
+    store = str(kwargs.get("store", ""))
+    return (
+        kwargs.get("reward_mode", "dense") == "sparse"
+        and kwargs.get("cache", True)
+        and not is_weightless(env_id, env_kwargs)
+        and store not in ("", ":memory:")
+        and not store.startswith("ray-store:")
+    )
 
 
 def is_weightless(env_id: str, env_kwargs: dict[str, Any]) -> bool:
