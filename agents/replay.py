@@ -105,7 +105,9 @@ def seed_store(
     usable = [
         r
         for r in replay.records
-        if r.get("lineage") and (digest is None or r.get("start_digest") == digest)
+        if r.get("lineage")
+        and r.get("start_digest")
+        and (digest is None or r["start_digest"] == digest)
     ]
     if len(usable) < len(replay.records):
         warnings.warn(
@@ -127,6 +129,7 @@ def seed_store(
                     seconds=record.get("train_seconds"),
                     config={"replayed_from": str(replay.source)},
                     lineage=record["lineage"],
+                    start_digest=record["start_digest"],
                 )
             )
     finally:

@@ -47,7 +47,9 @@ def export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> f
     env = cast("EASEnv", made.unwrapped)  # every EAS-* id's entry point
     arch = parse_net(best["net"], num_classes=env.start_arch.num_classes)
     store = EvalStore(store_path)
-    found = store.get(best["net"], env.config_key, best.get("lineage") or BY_NET)
+    found = store.get(
+        best["net"], env.config_key, best.get("lineage") or BY_NET, best.get("start_digest") or ""
+    )
     state = None if found is None else store.load_weights(found)
     start = store.get(env.start_arch.to_string(), env.eval_config.start_key())
     store.close()

@@ -21,7 +21,7 @@ from eas_gym.arch import Arch
 from eas_gym.data import dataset_classes, dataset_identity, resolve_device
 from eas_gym.eval_config import WEIGHTLESS_EVALUATORS, EvalConfig, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
-from eas_gym.net2net import WIDER, StateDict, parse_schedule, state_digest
+from eas_gym.net2net import WIDER, StateDict, parse_schedule
 from eas_gym.own_data import check_own_dataset, is_own_dataset
 from eas_gym.render import architecture_image
 from eas_gym.reward import COSTS, REWARDS, reward
@@ -420,7 +420,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             self._start = {}, self._weightless_accuracy(self.start_arch, None)
         elif self._start is None:
             self._start = self.scorer.start()
-            self._start_digest = state_digest(self._start[0])
+            self._start_digest = self.scorer.start_digest
         generator_seed = int(self.np_random.integers(2**63))
         generator = torch.Generator().manual_seed(generator_seed)
         arch: AnyArch = self.start_arch
@@ -500,7 +500,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             )
         if self.weightless:  # an evaluator needs no weights: any network of the space will do
             return arch, {}, self._weightless_accuracy(arch, None), BY_NET
-        found = self.scorer.store.with_weights(arch.to_string(), self.config_key)
+        found = self.scorer.store.with_weights(
+            arch.to_string(), self.config_key, self.scorer.start_digest
+        )
         weights = None if found is None else self.scorer.store.load_weights(found)
         if found is None or weights is None:
             raise ValueError(

@@ -60,13 +60,15 @@ class StoreService:
         self.store = EvalStore(path)
         self.leases: dict[str, tuple[str, float]] = {}  # lock name -> (owner, expiry)
 
-    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
+    def get(
+        self, net: str, key: str, lineage: str = BY_NET, start_digest: str = ""
+    ) -> Evaluation | None:
         """As :meth:`EvalStore.get`."""
-        return self.store.get(net, key, lineage)
+        return self.store.get(net, key, lineage, start_digest)
 
-    def with_weights(self, net: str, key: str) -> Evaluation | None:
+    def with_weights(self, net: str, key: str, start_digest: str = "") -> Evaluation | None:
         """As :meth:`EvalStore.with_weights`."""
-        return self.store.with_weights(net, key)
+        return self.store.with_weights(net, key, start_digest)
 
     def set_weights(self, evaluation: Evaluation, weights: str) -> None:
         """As :meth:`EvalStore.set_weights`."""
@@ -131,13 +133,15 @@ class RemoteStore:
     def _call(self, method: str, *args: Any) -> Any:
         return self._ray.get(getattr(self._actor, method).remote(*args))
 
-    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
+    def get(
+        self, net: str, key: str, lineage: str = BY_NET, start_digest: str = ""
+    ) -> Evaluation | None:
         """As :meth:`EvalStore.get`."""
-        return self._call("get", net, key, lineage)
+        return self._call("get", net, key, lineage, start_digest)
 
-    def with_weights(self, net: str, key: str) -> Evaluation | None:
+    def with_weights(self, net: str, key: str, start_digest: str = "") -> Evaluation | None:
         """As :meth:`EvalStore.with_weights`."""
-        return self._call("with_weights", net, key)
+        return self._call("with_weights", net, key, start_digest)
 
     def set_weights(self, evaluation: Evaluation, weights: str) -> None:
         """As :meth:`EvalStore.set_weights`."""

@@ -34,7 +34,7 @@ from eas_gym.data import DataBundle, iterate_batches, load_dataset
 from eas_gym.eval_config import EvalConfig
 from eas_gym.family import AnyArch, Family
 from eas_gym.net import StateDict
-from eas_gym.net2net import fp32_exact
+from eas_gym.net2net import fp32_exact, state_digest
 from eas_gym.store import BY_NET, Evaluation, open_store
 from eas_gym.store_types import Store
 from eas_gym.train import TrainConfig, evaluate, fine_tune
@@ -112,6 +112,7 @@ class ChildScorer:
         self.data: DataBundle | None = None
         self._store: Store | None = None  # an EvalStore, or a RemoteStore on a Ray cluster
         self._probe: torch.Tensor | None = None
+        self._start_digest: str | None = None  # of the start network's weights, once known
 
     @property
     def store(self) -> Store:
@@ -184,12 +185,29 @@ class ChildScorer:
             logger.warn(f"transform to {arch} changed the logits by {error:.3g}")
         return Verified(net, logits, error)
 
+    @property
+    def start_digest(self) -> str:
+        """The weights digest of the start network (loaded, or trained, on first use).
+
+        Every child's store row carries it, so rows grown from another start network of the
+        same configuration (trained on another CPU) are never served.
+        """
+        if self._start_digest is None:
+            self.start()
+        assert self._start_digest is not None
+        return self._start_digest
+
     def start(self) -> tuple[StateDict, float]:
         """The start network's trained weights and accuracy, from the store or trained now.
 
         Raises:
             ValueError: Training the start network diverged (nothing is stored).
         """
+        state, accuracy = self._start()
+        self._start_digest = state_digest(state)
+        return state, accuracy
+
+    def _start(self) -> tuple[StateDict, float]:
         self.setup()
         net_string, key = self.start_arch.to_string(), self.config.start_key()
         with self.store.lock(f"start-{key}"):  # one process trains it, the others wait
@@ -297,9 +315,9 @@ class ChildScorer:
             return self.family.surrogate(arch)
         net_string = arch.to_string()
         found = (
-            self.store.with_weights(net_string, self.config_key)
+            self.store.with_weights(net_string, self.config_key, self.start_digest)
             if lineage is None
-            else self.store.get(net_string, self.config_key, lineage)
+            else self.store.get(net_string, self.config_key, lineage, self.start_digest)
         )
         weights = None if found is None else self.store.load_weights(found)
         return None if weights is None else self.test_accuracy_of(arch, weights)
@@ -323,7 +341,7 @@ class ChildScorer:
     # ---- helpers -------------------------------------------------------------------------
 
     def _lookup(self, net_string: str, lineage: str) -> Evaluation | None:
-        found = self.store.get(net_string, self.config_key, lineage)
+        found = self.store.get(net_string, self.config_key, lineage, self.start_digest)
         legacy = self.config.legacy_key()
         if found is None and lineage == BY_NET and legacy is not None:
             found = self.store.get(net_string, legacy)  # a row written by eas_gym 0.1.0
@@ -388,6 +406,7 @@ class ChildScorer:
                 oom=flags.get("oom", False),
                 weights=weights,
                 lineage=lineage,
+                start_digest=self.start_digest,
             )
         )
         return result

@@ -46,10 +46,12 @@ __all__ = [
     "write_atomically",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The store's layout (``PRAGMA user_version``). 0: eas_gym 0.1.0, one row per (net, config);
-2: a ``lineage`` column, one row per (net, config, lineage). Older stores are migrated on open:
-their rows keep ``lineage = ''``, the paper's net-string cache (see :data:`BY_NET`)."""
+2: a ``lineage`` column, one row per (net, config, lineage); 3: a ``start_digest`` column, one
+row per (net, config, lineage, start weights). Older stores are migrated on open: their rows
+keep ``lineage = ''`` (0: the paper's net-string cache, see :data:`BY_NET`) and
+``start_digest = ''`` (their start network's weights are unknown)."""
 
 CHILD_LOCK_FILES = 64
 """Lock files shared by the per-child locks (see :meth:`EvalStore.lock`)."""
@@ -67,6 +69,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     net TEXT NOT NULL,
     config_key TEXT NOT NULL,
     lineage TEXT NOT NULL DEFAULT '',
+    start_digest TEXT NOT NULL DEFAULT '',
     parent TEXT,
     transforms TEXT NOT NULL DEFAULT '[]',
     accuracy REAL NOT NULL,
@@ -80,13 +83,14 @@ CREATE TABLE IF NOT EXISTS evaluations (
     oom INTEGER NOT NULL DEFAULT 0,
     weights TEXT,
     created REAL NOT NULL,
-    UNIQUE (net, config_key, lineage)
+    UNIQUE (net, config_key, lineage, start_digest)
 );
 """
 _COLUMNS_V0 = (
     "id, net, config_key, parent, transforms, accuracy, loss, params, flops, seconds, config, "
     "seed, diverged, oom, weights, created"
 )
+_COLUMNS_V2 = _COLUMNS_V0 + ", lineage"
 
 
 class StoreError(ValueError):
@@ -171,37 +175,42 @@ class EvalStore:
                 f"{SCHEMA_VERSION}: upgrade eas_gym"
             )
         tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
-        if "evaluations" in tables and version < 2:
-            # 0.1.0 had UNIQUE (net, config_key) and no lineage: rebuild the table, keeping
-            # every row as a net-string cache row.
+        if "evaluations" in tables and version < 3:
+            # 0.1.0 had UNIQUE (net, config_key) and no lineage, layout 2 no start digest:
+            # rebuild the table with the new key, keeping every row.
+            columns = _COLUMNS_V0 if version < 2 else _COLUMNS_V2
             self._conn.executescript(
-                "BEGIN; ALTER TABLE evaluations RENAME TO evaluations_v0;"
+                "BEGIN; ALTER TABLE evaluations RENAME TO evaluations_old;"
                 + _SCHEMA
-                + f"INSERT INTO evaluations ({_COLUMNS_V0}) "
-                f"SELECT {_COLUMNS_V0} FROM evaluations_v0; DROP TABLE evaluations_v0; COMMIT;"
+                + f"INSERT INTO evaluations ({columns}) "
+                f"SELECT {columns} FROM evaluations_old; DROP TABLE evaluations_old; COMMIT;"
             )
         else:
             self._conn.executescript(_SCHEMA)
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
-        """The stored evaluation of `net` under `key` and `lineage`, or None (OOM rows don't count).
+    def get(
+        self, net: str, key: str, lineage: str = BY_NET, start_digest: str = ""
+    ) -> Evaluation | None:
+        """The stored evaluation of `net` under `key`, `lineage` and `start_digest`, or None.
 
-        `lineage` :data:`BY_NET` finds the net-string cache row (the paper's cache).
+        `lineage` :data:`BY_NET` finds the net-string cache row (the paper's cache);
+        `start_digest` ``""`` a start network's row, or one written before layout 3. Rows of a
+        network that ran out of memory don't count.
         """
         row = self._conn.execute(
             "SELECT * FROM evaluations WHERE net = ? AND config_key = ? AND lineage = ? "
-            "AND oom = 0",
-            (net, key, lineage),
+            "AND start_digest = ? AND oom = 0",
+            (net, key, lineage, start_digest),
         ).fetchone()
         return None if row is None else _from_row(row)
 
-    def with_weights(self, net: str, key: str) -> Evaluation | None:
-        """The newest evaluation of `net` under `key` (any lineage) whose weights were kept."""
+    def with_weights(self, net: str, key: str, start_digest: str = "") -> Evaluation | None:
+        """The newest evaluation of `net` under `key` and `start_digest` with kept weights."""
         row = self._conn.execute(
-            "SELECT * FROM evaluations WHERE net = ? AND config_key = ? AND oom = 0 "
-            "AND weights IS NOT NULL ORDER BY id DESC LIMIT 1",
-            (net, key),
+            "SELECT * FROM evaluations WHERE net = ? AND config_key = ? AND start_digest = ? "
+            "AND oom = 0 AND weights IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (net, key, start_digest),
         ).fetchone()
         return None if row is None else _from_row(row)
 
@@ -217,7 +226,10 @@ class EvalStore:
             ) from e
 
     def put(self, evaluation: Evaluation) -> None:
-        """Record `evaluation`; an existing row of its (net, key, lineage) is kept unless OOM."""
+        """Record `evaluation`; an existing row of the same key is kept unless it is OOM's.
+
+        The key: (net, config key, lineage, start digest).
+        """
         record = asdict(evaluation)
         record["transforms"] = json.dumps(record["transforms"])
         record["config"] = json.dumps(record["config"], sort_keys=True, default=str)
@@ -229,7 +241,7 @@ class EvalStore:
         with self._writing(f"the evaluation of {evaluation.net}"):
             self._conn.execute(
                 f"INSERT INTO evaluations ({columns}) VALUES ({marks}) "
-                f"ON CONFLICT (net, config_key, lineage) "
+                f"ON CONFLICT (net, config_key, lineage, start_digest) "
                 f"DO UPDATE SET {updates} WHERE evaluations.oom = 1",
                 tuple(record.values()),
             )

@@ -38,9 +38,14 @@ class Evaluation:
         diverged: Training stopped on a non-finite loss.
         oom: Training ran out of device memory (not served as a cache hit).
         weights: Path of its saved weights, relative to the store's folder, if kept.
-        lineage: What made this evaluation: a hash of the start network, the transforms with
-            their noise seed and the training seeds (see ``EASEnv``); :data:`BY_NET` for rows
-            cached by net string alone.
+        lineage: What made this evaluation: a hash of the start network's configuration, the
+            transforms with their noise seed and the training seeds (see ``EASEnv``);
+            :data:`BY_NET` for rows cached by net string alone.
+        start_digest: The weights digest (:func:`eas_gym.net2net.state_digest`) of the start
+            network it grew from: the lineage names the start's configuration, not its weights,
+            and one configuration trained on another CPU or thread count gives other weights.
+            ``""`` for start networks themselves and for rows written before it was recorded
+            (store layout 3), which no run that knows its start network is served.
     """
 
     net: str
@@ -58,6 +63,7 @@ class Evaluation:
     oom: bool = False
     weights: str | None = None
     lineage: str = BY_NET
+    start_digest: str = ""
 
 
 @runtime_checkable
@@ -70,11 +76,13 @@ class Store(Protocol):
     path: str
     """The database file, ``":memory:"``, or ``"ray-store:<actor name>"``."""
 
-    def get(self, net: str, key: str, lineage: str = BY_NET) -> Evaluation | None:
-        """The stored evaluation of `net` under `key` and `lineage`, or None."""
+    def get(
+        self, net: str, key: str, lineage: str = BY_NET, start_digest: str = ""
+    ) -> Evaluation | None:
+        """The stored evaluation of `net` under `key`, `lineage` and `start_digest`, or None."""
 
-    def with_weights(self, net: str, key: str) -> Evaluation | None:
-        """The newest evaluation of `net` under `key` (any lineage) whose weights were kept."""
+    def with_weights(self, net: str, key: str, start_digest: str = "") -> Evaluation | None:
+        """The newest evaluation of `net` under `key` and `start_digest` with kept weights."""
 
     def put(self, evaluation: Evaluation) -> None:
         """Record `evaluation` (first writer wins, except over an out-of-memory row)."""

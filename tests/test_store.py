@@ -5,11 +5,12 @@ import os
 import sqlite3
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from eas_gym.store import BY_NET, EvalStore, Evaluation, StoreError
+from eas_gym.store import BY_NET, SCHEMA_VERSION, EvalStore, Evaluation, StoreError
 
 
 def _write_rows(path, worker, count):
@@ -80,11 +81,74 @@ def test_a_store_written_by_the_previous_release_is_migrated_and_read(tmp_path):
     store = EvalStore(path)
     (row,) = store.all()
     assert row.lineage == BY_NET and row.accuracy == 0.75
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     store.close()
     env.scorer.store_path = str(path)
     env.scorer.setup()
     assert env.scorer._lookup(row.net, BY_NET).accuracy == 0.75
+
+
+_V2_SCHEMA = _V0_SCHEMA.replace(
+    "UNIQUE (net, config_key)",
+    "lineage TEXT NOT NULL DEFAULT '', UNIQUE (net, config_key, lineage)",
+)  # layout 2: lineages, no start digest
+
+
+def test_a_layout_2_store_keeps_its_rows_but_serves_them_to_no_run_that_knows_its_start(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    connection = sqlite3.connect(path)
+    connection.executescript(_V2_SCHEMA + "PRAGMA user_version = 2;")
+    connection.execute(
+        "INSERT INTO evaluations (net, config_key, lineage, accuracy, created) "
+        "VALUES ('C4-3 GAP', 'k', 'abc', 0.5, 0)"
+    )
+    connection.commit()
+    connection.close()
+    store = EvalStore(path)
+    (row,) = store.all()
+    assert (row.lineage, row.start_digest, row.accuracy) == ("abc", "", 0.5)
+    assert store.get("C4-3 GAP", "k", "abc", start_digest="0123456789abcdef") is None
+    store.put(Evaluation("C4-3 GAP", "k", 0.6, lineage="abc", start_digest="0123456789abcdef"))
+    assert store.get("C4-3 GAP", "k", "abc", start_digest="0123456789abcdef").accuracy == 0.6
+    assert store.get("C4-3 GAP", "k", "abc").accuracy == 0.5  # both kept: one per start
+    store.close()
+
+
+def test_children_of_another_start_network_are_not_served(tmp_path, monkeypatch):
+    """One configuration, two start weights (as another CPU would train): equal lineages, no hit."""
+    from eas_gym.scorer import ChildScorer
+
+    path = str(tmp_path / "store.sqlite")
+    trained = []
+    real_train = ChildScorer._train
+    monkeypatch.setattr(
+        ChildScorer,
+        "_train",
+        lambda self, arch, *a, **k: trained.append(1) or real_train(self, arch, *a, **k),
+    )
+
+    def episode():
+        env = gym.make("EAS-Synthetic-v0", store=path, reward_mode="sparse", schedule="WD")
+        _, info = env.reset(seed=3)
+        for _ in range(2):
+            masks = info["action_mask"]
+            action = np.array([int(np.flatnonzero(m)[-1]) for m in masks])
+            _, _, _, _, info = env.step(action)
+        env.close()
+        return info["lineage"], info["accuracy"]
+
+    first = episode()
+    trained.clear()
+    assert episode() == first and not trained  # the same start: a cache hit
+    store = EvalStore(path)
+    start = next(e for e in store.all() if e.start_digest == "")
+    weights = {
+        k: v + 0.01 if v.is_floating_point() else v for k, v in store.load_weights(start).items()
+    }
+    store.set_weights(start, store.save_weights(start.net, start.config_key, weights))
+    store.close()
+    lineage, _ = episode()
+    assert lineage == first[0] and trained  # the same lineage, trained again: another start
 
 
 def test_damaged_and_foreign_files_are_clear_errors(tmp_path):
