@@ -30,11 +30,12 @@ from typing import Any
 import torch
 from gymnasium import logger
 
-from eas_gym.data import DataBundle, iterate_batches, load_dataset
+from eas_gym.data import DataBundle, iterate_batches
 from eas_gym.eval_config import EvalConfig
 from eas_gym.family import AnyArch, Family
 from eas_gym.net import StateDict
 from eas_gym.net2net import fp32_exact, state_digest
+from eas_gym.prepared import load_prepared
 from eas_gym.store import BY_NET, Evaluation, open_store
 from eas_gym.store_types import Store
 from eas_gym.train import TrainConfig, evaluate, fine_tune
@@ -149,7 +150,7 @@ class ChildScorer:
             g = torch.Generator().manual_seed(0)
             self._probe = torch.rand(size, 3, side, side, generator=g).to(self.device)
             return
-        self.data = load_dataset(device=self.device, **self.data_kwargs)
+        self.data = load_prepared(device=self.device, **self.data_kwargs)
         if self.data.num_classes != self.start_arch.num_classes:
             raise ValueError(
                 f"{self.data.name} has {self.data.num_classes} classes, "

@@ -56,3 +56,16 @@ def surrogate():
     env.action_space.seed(0)
     yield env
     env.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Stores and prepared datasets of the suite go to a temporary folder, not ~/.cache."""
+    import os
+
+    if "EAS_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["EAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("eas_cache"))
+    yield
+    del os.environ["EAS_CACHE_DIR"]
