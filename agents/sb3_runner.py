@@ -8,6 +8,11 @@ writes ``sb3_model.zip`` for users but never reads it.) A rerun rebuilds the mod
 settings, loads those parameters and learns for the rest of the budget. SB3's rollout buffer and
 RNG are not restored, so a resumed run is close to, not equal to, an uninterrupted one; children
 trained before the stop are found in the store.
+
+Each rollout also writes a line to ``metrics.jsonl`` (:mod:`agents.metrics_log`): SB3's own
+``train/...`` values of the update that followed it, and the rollout's networks' accuracies,
+size and times, as a protocol agent's search writes them. With ``--tensorboard`` SB3's logger
+writes its event files to ``OUT/tensorboard`` as well.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents.metrics_log import MetricsLog, update_metrics
 from agents.registry import AgentSpec
 from agents.run_folder import (
     RECHECK_UPDATE_OFFSET,
@@ -42,10 +48,14 @@ _STATE = "sb3_state.pt"
 class _RecordChildren(BaseCallback):
     """Records each finished episode's network; saves the model after each rollout."""
 
-    def __init__(self, out: Path, children: list[dict[str, Any]], batch: int) -> None:
+    def __init__(
+        self, out: Path, children: list[dict[str, Any]], batch: int, log: MetricsLog, update: int
+    ) -> None:
         super().__init__()
         self.out, self.children, self.batch = out, children, batch
         self.illegal = np.zeros(batch, dtype=int)  # per environment, in its running episode
+        self.log, self.update, self.saved_nets = log, update, len(children)
+        self.last_line: dict[str, Any] | None = None
 
     def _on_step(self) -> bool:
         infos, dones = self.locals["infos"], self.locals["dones"]
@@ -71,15 +81,29 @@ class _RecordChildren(BaseCallback):
         self._save()
 
     def _save(self) -> None:
+        batch = self.children[self.saved_nets :]
+        line = None
+        if batch:  # SB3's train/... values of the update just applied, not yet dumped
+            trained = {
+                k: float(v)
+                for k, v in self.model.logger.name_to_value.items()
+                if k.startswith("train/") and isinstance(v, int | float)
+            }
+            line = update_metrics(self.update, batch, self.children, trained, *self.log.lap())
         state = {
             "params": self.model.get_parameters(),
             "num_timesteps": self.model.num_timesteps,
             "nets": len(self.children),
             "children": self.children,
+            "update": self.update + (line is not None),
+            "log": line if line is not None else self.last_line,
         }
         save_checkpoint(state, self.out / _STATE)
         write_jsonl(self.out / "children.jsonl", self.children)
         self.model.save(self.out / "sb3_model.zip")  # for users; never loaded by eas-gym
+        if line is not None:
+            self.log.write(line)
+            self.update, self.saved_nets, self.last_line = self.update + 1, len(self.children), line
 
 
 def _model(
@@ -113,13 +137,18 @@ def run_sb3(
     model = _model(spec, venv, args.seed, saved, tensorboard_log)
     children = [] if saved is None else list(saved["children"])
     repair_jsonl(out / "children.jsonl", children)
+    done = 0 if saved is None else int(saved.get("update", 0))
+    log = MetricsLog(out, done, None if saved is None else saved.get("log"))
     if len(children) < total:
+        recorder = _RecordChildren(out, children, args.batch, log, done)
+        recorder.last_line = None if saved is None else saved.get("log")
         model.learn(
             total_timesteps=(total - len(children)) * episode_length,
-            callback=_RecordChildren(out, children, args.batch),
+            callback=recorder,
             reset_num_timesteps=False,
             progress_bar=False,
         )
+    log.close()
     venv.close()
     return children
 

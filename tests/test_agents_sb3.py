@@ -122,3 +122,18 @@ def test_synthetic_smoke(tmp_path):
     assert model.num_timesteps == 2 * 2
     assert all(0.0 <= info["accuracy"] <= 1.0 for info in record.infos if info["accuracy"])
     assert not any(info["illegal_action"] for info in record.infos)
+
+
+def test_an_sb3_search_logs_every_rollout_in_metrics_jsonl(tmp_path):
+    import json
+
+    from agents.runner import SearchArgs, run_search
+
+    args = {"env_id": SURROGATE, "agent": "ppo", "batch": 2, "out": str(tmp_path / "run")}
+    run_search(SearchArgs(**args, nets=6, progress=False))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["update"], x["nets"]) for x in lines] == [(0, 2), (1, 4), (2, 6)]
+    assert all("train/value_loss" in x and "charts/batch_mean_acc" in x for x in lines)
+    run_search(SearchArgs(**args, nets=8, progress=False))  # extended from its checkpoint
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["nets"] for x in lines] == [2, 4, 6, 8]
