@@ -43,6 +43,7 @@ AGENTS = {
     "evolution": "agents.evolution:RegularizedEvolution",
     "local-search": "agents.local_search:LocalSearch",
     "fixed": "agents.fixed:FixedPolicy",
+    "tpe": "agents.tpe:TPESearch",
 }
 """Built-in protocol agents (:class:`agents.base.Agent`)."""
 
