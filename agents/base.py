@@ -25,7 +25,7 @@ What the runner checks (:mod:`agents.registry`, :mod:`agents.checks`), so a mist
 * every step: illegal actions (the masks forbid them; the env applies only the legal part) are
   counted in each child record's ``illegal_actions``, with a warning once per run.
 
-Two optional hooks, used when the agent has them (an agent without them runs as before):
+Three optional hooks, used when the agent has them (an agent without them runs as before):
 
 * ``observe_info(infos)`` (:class:`InfoObserver`): called after :meth:`Agent.observe` at every
   step, search and recheck, with the step's vector ``infos`` (each key an array over the batch:
@@ -39,6 +39,11 @@ Two optional hooks, used when the agent has them (an agent without them runs as 
   store) with no :meth:`Agent.update`; without ``recommend`` it samples them with
   :meth:`Agent.act`, which for a model-based agent is another round of exploration.
   :meth:`Agent.observe` and ``observe_info`` still see the recheck's steps.
+* ``use_simulator(make_env)`` (:class:`SimulatorUser`): called once after construction with a
+  function that makes a *simulator*: the same env with the weightless surrogate evaluator and
+  a private store, whose networks, masks and observations follow the same actions exactly,
+  with no training. A model-based agent plays candidate action sequences there to learn which
+  network each gives before it chooses (:mod:`agents.morphism_bo`).
 
 The ``fixed[policy=...]`` agents (:mod:`agents.fixed`) show the protocol at its smallest.
 """
@@ -50,7 +55,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["Agent", "InfoObserver", "Recommender", "split_masks"]
+__all__ = ["Agent", "InfoObserver", "Recommender", "SimulatorUser", "split_masks"]
 
 
 @runtime_checkable
@@ -111,6 +116,15 @@ class Recommender(Protocol):
 
     def recommend(self, obs: dict[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
         """The agent's best guess: ``(B, len(nvec))`` actions, as :meth:`Agent.act` returns."""
+        ...
+
+
+@runtime_checkable
+class SimulatorUser(Protocol):
+    """An agent with the optional ``use_simulator`` hook."""
+
+    def use_simulator(self, make_env: Any) -> None:
+        """Keep `make_env`: ``make_env()`` returns a fresh weightless copy of the run's env."""
         ...
 
 

@@ -44,6 +44,7 @@ AGENTS = {
     "local-search": "agents.local_search:LocalSearch",
     "fixed": "agents.fixed:FixedPolicy",
     "tpe": "agents.tpe:TPESearch",
+    "bo": "agents.morphism_bo:MorphismBO",
 }
 """Built-in protocol agents (:class:`agents.base.Agent`)."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -32,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
-from agents.base import Agent, InfoObserver, Recommender
+from agents.base import Agent, InfoObserver, Recommender, SimulatorUser
 from agents.checks import RunChecks, check_agent, check_env_args, make_agent
 from agents.metrics_log import AgentClock, MetricsLog, check_tensorboard, update_metrics
 from agents.progress import SearchProgress
@@ -140,7 +141,7 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
     final = load_checkpoint(out / "checkpoint.pt")
     if final is None or final["update"] < math.ceil(args.nets / args.batch):
         raise ValueError(f"the search in {out} has not finished; run it before its recheck")
-    agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed)
+    agent = _make_agent(spec, _spaces(args, env_kwargs), args.seed, args)
     if saved is not None and saved.get("episodes") == episodes:
         agent.load_state_dict(saved["agent"])
         records, done = list(saved["records"]), saved["batches"]
@@ -275,8 +276,27 @@ def _spaces(args: SearchArgs, env_kwargs: dict[str, Any]) -> Any:
     return spaces
 
 
-def _make_agent(spec: AgentSpec, envs: Any, seed: int) -> Agent:
-    return make_agent(spec, envs.single_observation_space, envs.single_action_space, seed)
+def _make_agent(
+    spec: AgentSpec, envs: Any, seed: int, args: SearchArgs | None = None
+) -> Agent:
+    """The agent on `envs`' spaces; given the run's `args`, with a simulator if it uses one."""
+    agent = make_agent(spec, envs.single_observation_space, envs.single_action_space, seed)
+    if args is not None and isinstance(agent, SimulatorUser):
+        agent.use_simulator(functools.partial(make_simulator, args.env_id, args.env_kwargs))
+    return agent
+
+
+def make_simulator(env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    """The run's env with the weightless surrogate evaluator and a private store.
+
+    Its networks, masks and observations follow the same actions as the run's env (the
+    architecture does not depend on the weights), and nothing is trained or written.
+    """
+    import gymnasium as gym
+
+    kwargs = {**env_kwargs, "evaluator": "surrogate", "store": ":memory:"}
+    kwargs.pop("keep_weights", None)
+    return gym.make(env_id, **kwargs)
 
 
 def _run_protocol(
@@ -284,7 +304,7 @@ def _run_protocol(
 ) -> list[dict[str, Any]]:
     num_updates = math.ceil(args.nets / args.batch)
     spaces = _spaces(args, env_kwargs)
-    agent = _make_agent(spec, spaces, args.seed)
+    agent = _make_agent(spec, spaces, args.seed, args)
     done, children = restore_search(agent, out, args.batch, num_updates)
     if done >= num_updates:  # finished: no environments (nor worker processes) needed
         return children
@@ -318,7 +338,7 @@ def _run_protocol(
             env.unwrapped.on_episode_end = progress.network_done
     elif _one_row_per_network(args.env_id, env_kwargs):  # workers: count their store rows
         progress.watch_store(env_kwargs["store"])
-    checks = RunChecks(spec.label(), lambda: _make_agent(spec, spaces, args.seed))
+    checks = RunChecks(spec.label(), lambda: _make_agent(spec, spaces, args.seed, args))
     clock = AgentClock()
     try:
         for update in range(done, num_updates):
