@@ -18,8 +18,9 @@ class SearchArgs:
     env_id: str = "EAS-CIFAR10-CPU-v0"
     """A registered env id."""
     agent: str = "reinforce"
-    """reinforce, random, evolution, local-search, ppo, a2c, maskable-ppo or ``module:Class``,
-    optionally with options: ``reinforce[lr=0.01]`` (see :mod:`agents.registry`)."""
+    """reinforce, random, evolution, local-search, fixed, tpe, bo, ppo, a2c, maskable-ppo or
+    ``module:Class``, optionally with options: ``reinforce[lr=0.01]`` (see
+    :mod:`agents.registry`)."""
     agent_options: dict[str, Any] = field(default_factory=dict)
     """More agent options (``--agent-set key=value``), merged over those in `agent`."""
     nets: int = 20
