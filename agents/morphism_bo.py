@@ -10,20 +10,26 @@ Here, per batch of episodes:
    evaluator) to learn the network it gives, with no training. Networks already evaluated are
    left out.
 2. A Gaussian process over networks, fitted on the episodes' (network, return) pairs: kernel
-   ``exp(-d^2 / (2 l^2))`` with ``d`` the edit distance between the two layer sequences
-   (:func:`layer_distance`: inserting or deleting a layer costs 1, a conv or FC layer becomes
-   one of its kind for ``|log2(w/w')| / 2`` plus 0.5 for another kernel size, at most 1, and
-   a layer of another kind costs 1), ``l`` the median distance between the networks seen.
+   ``exp(-d / l)`` (:func:`edit_distance_kernel`) with ``d`` the edit distance between the two
+   layer sequences (:func:`layer_distance`: inserting or deleting a layer costs 1, a conv or
+   FC layer becomes one of its kind for ``|log2(w/w')| / 2`` plus 0.5 for another kernel size,
+   at most 1, and a layer of another kind costs 1), ``l`` the median distance between the
+   networks seen.
    Returns are standardised; the noise variance is a parameter (retrained networks differ).
 3. The batch plays the candidates of highest upper confidence bound ``mean + beta * sd``,
    distinct networks.
 
-An edit-distance kernel is not guaranteed positive definite. The Cholesky factorisation
-(``scipy.linalg.cho_factor``) is retried with jitter growing tenfold from 1e-8 of the mean
-diagonal; if it still fails after 8 tries the eigenvalues are clipped to be positive. Either way
-the GP goes on, and the ``update()`` metrics report the jitter used (NNI's GP silently stopped
-updating on such a failure, NNI #3324). The first `n_initial` episodes are random; the GP is
-fitted on at most the `max_history` best episodes (its cost is cubic in them).
+An edit-distance kernel is not guaranteed positive definite, and on this env's networks it is
+not: over 200 of them the smallest eigenvalue is about -0.8 for ``exp(-d^2 / (2 l^2))`` and
+-0.15 for ``exp(-d / l)`` (hence this kernel, whose GP also ranks held-out networks better).
+AutoKeras and NNI made it so with a Bourgain embedding of the distances, and where the Cholesky
+factorisation still failed NNI's GP silently stopped updating (NNI #3324). Here
+(:func:`positive_definite_cholesky`, with ``scipy.linalg.cho_factor``) the factorisation is
+retried with a little jitter (rounding), and otherwise the kernel's negative eigenvalues are
+clipped to 0 before the noise is added, and the candidates' cross-covariances are clipped alike
+(:func:`positive_projection`). The GP always goes on, and the ``update()`` metrics report the
+jitter (-1: clipped). The first `n_initial` episodes are random; the GP is fitted on at most
+the `max_history` best episodes (its cost is cubic in them; 200 by default).
 
 State: the generator and every episode's genome, network and return (plain data), so a
 resumed search plans what an uninterrupted one would. ``recommend`` replays the best episode.
@@ -42,7 +48,13 @@ from gymnasium import spaces
 
 from agents.base import split_masks
 
-__all__ = ["MorphismBO", "layer_distance", "positive_definite_cholesky"]
+__all__ = [
+    "MorphismBO",
+    "edit_distance_kernel",
+    "layer_distance",
+    "positive_definite_cholesky",
+    "positive_projection",
+]
 
 _LAYER = re.compile(r"^(C|FC)(\d+)(?:-(\d+))?$")
 
@@ -87,24 +99,72 @@ def layer_distance(a: str, b: str) -> float:
     return previous[-1]
 
 
-def positive_definite_cholesky(matrix: np.ndarray, tries: int = 8) -> tuple[Any, float]:
-    """``(cho_factor of matrix + jitter * I, jitter)``, never failing.
+def edit_distance_kernel(a: list[str], b: list[str], lengthscale: float) -> np.ndarray:
+    """``(len(a), len(b))`` kernel ``exp(-d / l)`` on the edit distance :func:`layer_distance`.
 
-    Jitter grows tenfold from 1e-8 of the mean diagonal; after `tries` failures the matrix's
-    eigenvalues are clipped to at least 1e-6 of the mean diagonal (jitter then reported as -1).
+    Not positive definite in general: these five networks (a common ``C16-3`` head and
+    ``GAP FC32`` tail around ``MP C32-3 MP``, ``C32-3 MP C32-3``, ``MP C32-3``, ``C32-3`` and
+    ``C32-3 MP``) are at distances 1 and 2 like the complete bipartite graph K(2,3), whose
+    kernel has a negative eigenvalue (about -0.028) at ``l = 5``. Searches on the surrogate see
+    such matrices from about a hundred networks on (:func:`positive_definite_cholesky`).
+    """
+    return np.exp(-_distance_matrix(a, b) / lengthscale)
+
+
+def _distance_matrix(a: list[str], b: list[str]) -> np.ndarray:
+    return np.array([[layer_distance(x, y) for y in b] for x in a]).reshape(len(a), len(b))
+
+
+def positive_definite_cholesky(
+    kernel: np.ndarray, noise: float = 0.0, tries: int = 5
+) -> tuple[Any, float]:
+    """``(cho_factor(K'), jitter)`` with ``K'`` near ``kernel + noise * I``; never fails.
+
+    1. ``kernel + (noise + jitter) * I``, jitter 0 and then growing tenfold from 1e-10 of the
+       mean diagonal, `tries` times: enough for rounding (duplicate networks), too little to
+       change the model.
+    2. Otherwise `kernel` is indefinite: its negative eigenvalues are clipped to 0 (the nearest
+       positive semi-definite matrix in the Frobenius norm, Higham 1988;
+       :func:`positive_projection`) before ``noise * I`` (and 1e-8 of the mean diagonal, so
+       that ``noise = 0`` factors too) is added; jitter is reported as -1. Clipping
+       ``kernel + noise * I`` instead would leave near-zero eigenvalues where `kernel`'s were
+       below ``-noise``, and the GP's mean would blow up along them.
+
+    Args:
+        kernel: A symmetric ``(n, n)`` kernel matrix.
+        noise: The noise variance added to the diagonal.
+        tries: Jitter values tried before clipping.
+
+    Returns:
+        ``scipy.linalg.cho_factor``'s ``(factor, lower)`` and the jitter used (-1: clipped).
     """
     from scipy.linalg import LinAlgError, cho_factor
 
-    scale = float(np.mean(np.diag(matrix))) or 1.0
-    jitter = 0.0
-    for k in range(tries + 1):
+    scale = float(np.mean(np.diag(kernel))) or 1.0
+    eye = np.eye(len(kernel))
+    for jitter in [0.0, *(scale * 1e-10 * 10**k for k in range(tries))]:
         try:
-            return cho_factor(matrix + jitter * np.eye(len(matrix)), lower=True), jitter
+            return cho_factor(kernel + (noise + jitter) * eye, lower=True), jitter
         except LinAlgError:
-            jitter = scale * 1e-8 * 10**k
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    clipped = (vectors * np.maximum(values, 1e-6 * scale)) @ vectors.T
-    return cho_factor(clipped, lower=True), -1.0
+            continue
+    projection = positive_projection(kernel)
+    clipped = projection @ kernel @ projection  # its negative eigenvalues set to 0
+    return cho_factor(clipped + (noise + 1e-8 * scale) * eye, lower=True), -1.0
+
+
+def positive_projection(kernel: np.ndarray) -> np.ndarray:
+    """``(n, n)`` projection onto the span of `kernel`'s eigenvectors of positive eigenvalue.
+
+    ``P K P`` is `kernel` with its negative eigenvalues clipped to 0, and ``k @ P`` applies the
+    same clip to a new point's cross-covariances ``k`` (Chen et al., "Similarity-based
+    classification: concepts and algorithms", JMLR 2009): a fitted network's row of `kernel`
+    becomes its row of ``P K P``, so the GP predicts where it fitted, and no new network draws
+    on the directions the clip took out (divided by the noise alone, they would blow the mean
+    up).
+    """
+    values, vectors = np.linalg.eigh((kernel + kernel.T) / 2)
+    kept = vectors[:, values > 0]
+    return kept @ kept.T
 
 
 class MorphismBO:
@@ -294,16 +354,16 @@ class MorphismBO:
         seen = [h["net"] for h in fitted]
         y = np.array([h["value"] for h in fitted])
         y = (y - y.mean()) / (y.std() or 1.0)
-        d_seen = np.array([[layer_distance(a, b) for b in seen] for a in seen])
+        d_seen = _distance_matrix(seen, seen)
         off_diagonal = d_seen[np.triu_indices(len(seen), 1)]
         scale = (
             float(np.median(off_diagonal[off_diagonal > 0])) if (off_diagonal > 0).any() else 1.0
         )
-        kernel = np.exp(-(d_seen**2) / (2 * scale**2)) + self.noise * np.eye(len(seen))
-        factor, jitter = positive_definite_cholesky(kernel)
-        cross = np.exp(
-            -(np.array([[layer_distance(n, s) for s in seen] for n in nets]) ** 2) / (2 * scale**2)
-        )
+        kernel = np.exp(-d_seen / scale)
+        factor, jitter = positive_definite_cholesky(kernel, self.noise)
+        cross = edit_distance_kernel(nets, seen, scale)  # (candidates, fitted)
+        if jitter < 0:  # fitted on the clipped kernel: clip the cross-covariances alike
+            cross = cross @ positive_projection(kernel)
         mean = cross @ cho_solve(factor, y)
         v = cho_solve(factor, cross.T)
         var = np.clip(1.0 - np.sum(cross.T * v, axis=0), 1e-12, None)
