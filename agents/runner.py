@@ -276,9 +276,7 @@ def _spaces(args: SearchArgs, env_kwargs: dict[str, Any]) -> Any:
     return spaces
 
 
-def _make_agent(
-    spec: AgentSpec, envs: Any, seed: int, args: SearchArgs | None = None
-) -> Agent:
+def _make_agent(spec: AgentSpec, envs: Any, seed: int, args: SearchArgs | None = None) -> Agent:
     """The agent on `envs`' spaces; given the run's `args`, with a simulator if it uses one."""
     agent = make_agent(spec, envs.single_observation_space, envs.single_action_space, seed)
     if args is not None and isinstance(agent, SimulatorUser):
