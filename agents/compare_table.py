@@ -241,30 +241,35 @@ def _sizing_table(result: dict[str, Any]) -> list[str]:
 
 
 def _costs(result: dict[str, Any]) -> list[str]:
-    """What the runs cost, from their records: cache hits and child-training hours."""
+    """What the runs cost, per agent over its seeds: cache hits, child training, agent time."""
     runs = result["runs"]
     if not all("batch_wall_seconds" in r for rs in runs.values() for r in rs):
         return []  # a result written before these were recorded
-    hits = ", ".join(f"{label} {sum(r['cache_hits'] for r in rs)}" for label, rs in runs.items())
-    hours = {label: sum(r["batch_wall_seconds"] for r in rs) / 3600 for label, rs in runs.items()}
-    text = ", ".join(f"{label} {h:.1f} h" for label, h in hours.items())
+
+    def total(rs: list[dict[str, Any]], key: str, scale: float, unit: str) -> str:
+        values = [r.get(key) for r in rs]
+        if any(v is None for v in values):
+            return "n/a"  # runs recorded before this was
+        return f"{sum(values) / scale:.{1 if unit == 'h' else 2}f} {unit}"
+
     lines = [
         "",
-        f"Costs, all seeds: cache hits (search networks read from the store, not trained) "
-        f"{hits}. Child training in wall time, each batch counted as its slowest child, search "
-        f"and recheck: {text}; {sum(hours.values()):.1f} h in all.",
+        "Costs per agent, all seeds, search and recheck: cache hits (search networks read from "
+        "the store, not trained); child training in wall time, each batch counted as its "
+        "slowest child; the fine-tunes' process CPU time (search); and the CPU time of the "
+        "agent's own code (act, observe, update; n/a: not recorded for some runs):",
+        "",
+        "| agent | cache hits | child training, wall | fine-tunes, CPU | agent's own code, CPU |",
+        "|---|---|---|---|---|",
     ]
-    if not sum(hours.values()):
-        lines[-1] = lines[-1].split(" Child training")[0]  # nothing trained (a surrogate)
-    elif all(r.get("cpu_seconds") is not None for rs in runs.values() for r in rs):
-        cpu = ", ".join(
-            f"{label} {sum(r['cpu_seconds'] for r in rs) / 3600:.1f} h"
-            for label, rs in runs.items()
-        )
-        lines[-1] += f" Process CPU time of the search's fine-tunes: {cpu}."
-    if all(r.get("agent_cpu_seconds") is not None for rs in runs.values() for r in rs):
-        agent = ", ".join(
-            f"{label} {sum(r['agent_cpu_seconds'] for r in rs):.1f} s" for label, rs in runs.items()
-        )
-        lines[-1] += f" CPU time of the agents' own code (act, observe, update): {agent}."
+    for label, rs in runs.items():
+        cells = [
+            str(sum(r["cache_hits"] for r in rs)),
+            total(rs, "batch_wall_seconds", 3600, "h"),
+            total(rs, "cpu_seconds", 3600, "h"),
+            total(rs, "agent_cpu_seconds", 1, "s"),
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    hours = sum(r["batch_wall_seconds"] for rs in runs.values() for r in rs) / 3600
+    lines += ["", f"Child training in all: {hours:.1f} h of wall time."]
     return lines
