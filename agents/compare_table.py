@@ -250,7 +250,8 @@ def _costs(result: dict[str, Any]) -> list[str]:
         values = [r.get(key) for r in rs]
         if any(v is None for v in values):
             return "n/a"  # runs recorded before this was
-        return f"{sum(values) / scale:.{1 if unit == 'h' else 2}f} {unit}"
+        summed = sum(float(v) for v in values if v is not None)
+        return f"{summed / scale:.{1 if unit == 'h' else 2}f} {unit}"
 
     lines = [
         "",
