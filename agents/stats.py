@@ -141,7 +141,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     running = 0.0
     for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
         running = max(running, min(1.0, (finite.size - rank) * float(p[i])))
-        adjusted[i] = round(running, 15)
+        adjusted[i] = float(f"{running:.15g}")  # tidy float noise, keep tiny p-values
     return adjusted.tolist()
 
 

@@ -113,6 +113,7 @@ def test_holm_by_hand_and_the_studys_nine_tests():
     assert adjusted[4] == pytest.approx(0.072)
     assert adjusted[0] == pytest.approx(9 * 8.5e-5)
     assert all(a >= p for a, p in zip(adjusted, study, strict=True))
+    assert holm([2.4e-21, 0.5]) == [4.8e-21, 0.5]  # a tiny p stays > 0 (it printed as 0)
 
 
 def test_permutation_p_is_the_exact_enumeration():
