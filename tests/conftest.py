@@ -69,3 +69,28 @@ def _private_cache(tmp_path_factory):
     os.environ["EAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("eas_cache"))
     yield
     del os.environ["EAS_CACHE_DIR"]
+
+
+def legal_actions(agent, obs, infos, envs, *, recommend=False):
+    """`agent.act` (or its `recommend`) on a vector env's step; asserts every action is legal."""
+    import numpy as np
+
+    from agents.base import split_masks
+
+    masks = np.stack([np.concatenate(m) for m in infos["action_mask"]])
+    actions = (agent.recommend if recommend else agent.act)(obs, masks)
+    for legal, column in zip(split_masks(masks, envs.single_action_space), actions.T, strict=True):
+        assert legal[np.arange(len(column)), column].all()
+    return actions
+
+
+def surrogate_search(tmp_path, agent: str, seed: int, nets: int = 60):
+    """The child records of a `nets`-network search of `agent` on EAS-Surrogate-v0 (batch 10)."""
+    from agents.runner import SearchArgs, run_search
+
+    out = tmp_path / f"{agent}-{seed}"
+    args = SearchArgs(
+        env_id="EAS-Surrogate-v0", agent=agent, nets=nets, batch=10, seed=seed, out=str(out)
+    )
+    args.progress = False
+    return run_search(args)

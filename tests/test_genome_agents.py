@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+from conftest import legal_actions
 
-from agents.base import split_masks
 from agents.evolution import RegularizedEvolution
 from agents.genome import GenomeAgent
 from agents.local_search import LocalSearch
@@ -23,12 +23,7 @@ def _episode(envs, agent, seed):
     obs, infos = envs.reset(seed=seed)
     terminated = np.zeros(envs.num_envs, bool)
     while not terminated.all():
-        masks = np.stack([np.concatenate(m) for m in infos["action_mask"]])
-        actions = agent.act(obs, masks)
-        for legal, column in zip(
-            split_masks(masks, envs.single_action_space), actions.T, strict=True
-        ):
-            assert legal[np.arange(len(column)), column].all()
+        actions = legal_actions(agent, obs, infos, envs)
         obs, rewards, terminated, _, infos = envs.step(actions)
         agent.observe(rewards, terminated)
     return list(infos["net"])

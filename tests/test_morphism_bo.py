@@ -5,16 +5,16 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import legal_actions, surrogate_search
 
 from agents.agent_checker import check_agent_contract
-from agents.base import split_masks
 from agents.morphism_bo import (
     MorphismBO,
     edit_distance_kernel,
     layer_distance,
     positive_definite_cholesky,
 )
-from agents.runner import SearchArgs, make_simulator, run_search
+from agents.runner import make_simulator
 from eas_gym.vector import make_vector_env
 
 # Five networks at the distances of the complete bipartite graph K(2,3) (1 across, 2 within):
@@ -103,12 +103,7 @@ def _play(envs, agent, updates, seed=0):
         terminated = np.zeros(envs.num_envs, bool)
         actions_taken = []
         while not terminated.all():
-            masks = np.stack([np.concatenate(m) for m in infos["action_mask"]])
-            actions = agent.act(obs, masks)
-            for legal, column in zip(
-                split_masks(masks, envs.single_action_space), actions.T, strict=True
-            ):
-                assert legal[np.arange(len(column)), column].all()
+            actions = legal_actions(agent, obs, infos, envs)
             actions_taken.append(actions.tolist())
             obs, rewards, terminated, _, infos = envs.step(actions)
             agent.observe(rewards, terminated)
@@ -147,17 +142,7 @@ def test_bo_acts_legally_repeats_with_its_seed_and_resumes_exactly(envs):
 
 def test_bo_beats_random_search_on_the_surrogate(tmp_path):
     def run(agent, seed):
-        args = SearchArgs(
-            env_id="EAS-Surrogate-v0",
-            agent=agent,
-            nets=60,
-            batch=10,
-            seed=seed,
-            out=str(tmp_path / f"{agent}-{seed}"),
-            env_kwargs={"probe_size": 4},
-            progress=False,
-        )
-        return run_search(args)
+        return surrogate_search(tmp_path, agent, seed)
 
     for seed in (0, 1):
         planned = run("bo", seed)

@@ -8,9 +8,9 @@ import torch
 
 pytest.importorskip("optuna")
 
+from conftest import legal_actions, surrogate_search
+
 from agents.agent_checker import check_agent_contract  # noqa: E402
-from agents.base import split_masks  # noqa: E402
-from agents.runner import SearchArgs, run_search  # noqa: E402
 from agents.tpe import TPESearch, _nearest_legal  # noqa: E402
 from eas_gym.vector import make_vector_env  # noqa: E402
 
@@ -27,12 +27,7 @@ def _episode(envs, agent, seed, *, recommend=False):
     obs, infos = envs.reset(seed=seed)
     terminated, taken = np.zeros(envs.num_envs, bool), []
     while not terminated.all():
-        masks = np.stack([np.concatenate(m) for m in infos["action_mask"]])
-        actions = (agent.recommend if recommend else agent.act)(obs, masks)
-        for legal, column in zip(
-            split_masks(masks, envs.single_action_space), actions.T, strict=True
-        ):
-            assert legal[np.arange(len(column)), column].all()
+        actions = legal_actions(agent, obs, infos, envs, recommend=recommend)
         taken.append(actions.tolist())
         obs, rewards, terminated, _, infos = envs.step(actions)
         agent.observe(rewards, terminated)
@@ -83,16 +78,7 @@ def test_tpe_keeps_the_contract_legal_seeded_and_resumed_as_never_stopped():
 
 def test_tpe_learns_on_the_surrogate(tmp_path):
     def last_third(agent, seed):
-        args = SearchArgs(
-            env_id="EAS-Surrogate-v0",
-            agent=agent,
-            nets=60,
-            batch=10,
-            seed=seed,
-            out=str(tmp_path / f"{agent}-{seed}"),
-            progress=False,
-        )
-        return np.mean([c["accuracy"] for c in run_search(args)[40:]])
+        return np.mean([c["accuracy"] for c in surrogate_search(tmp_path, agent, seed)[40:]])
 
     for seed in (0, 1):  # the margins: 0.071 and 0.041 (Optuna 3.6 to 5.1 sample the same)
         assert last_third("tpe", seed) > last_third("random", seed) + 0.02
