@@ -102,6 +102,7 @@ _MAY_CHANGE = (
     "progress",
     "tensorboard",
     "threads",
+    "workers",
     "asynchronous",
     "executor",
     "ray_address",

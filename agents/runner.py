@@ -188,6 +188,8 @@ def absolute_dataset_path(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 def _check_executor(args: SearchArgs, spec: AgentSpec) -> None:
     if args.executor not in _EXECUTORS:
         raise ValueError(f"Expected `executor` in {_EXECUTORS}, actually: {args.executor!r}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"Expected `workers` >= 1 or None, actually: {args.workers}")
     if args.executor != "ray":
         if args.ray_address is not None:
             raise ValueError("`ray_address` needs `executor='ray'` (--executor ray)")
@@ -223,11 +225,38 @@ def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any], num_envs
     asynchronous = _asynchronous(args, env_kwargs, num_envs)
     if args.threads is not None and not asynchronous:
         torch.set_num_threads(args.threads)
+    workers = None
     if asynchronous:
         _train_start_here(args.env_id, env_kwargs)
+        workers = _training_processes(args, env_kwargs, num_envs)
     return make_vector_env(
-        args.env_id, num_envs, asynchronous=asynchronous, threads=args.threads, **env_kwargs
+        args.env_id,
+        num_envs,
+        asynchronous=asynchronous,
+        threads=args.threads,
+        workers=workers,
+        **env_kwargs,
     )
+
+
+def _training_processes(args: SearchArgs, env_kwargs: dict[str, Any], num_envs: int) -> int | None:
+    """`args.workers`, or no more than the cores on a CPU; None: one process per environment.
+
+    Each process holds its own torch, data and networks (about 0.3-0.7 GB): 10 of them on 2
+    cores were no faster than 2 (``benchmarks/main_job.py``), only larger.
+    """
+    import gymnasium as gym
+
+    from eas_gym.data import resolve_device
+    from eas_gym.vector import worker_threads
+
+    if args.workers is not None:
+        return args.workers if args.workers < num_envs else None
+    device = {**gym.spec(args.env_id).kwargs, **env_kwargs}.get("device", "auto")
+    if resolve_device(device).type != "cpu":
+        return None
+    cores = worker_threads(1)
+    return cores if cores < num_envs else None
 
 
 def _train_start_here(env_id: str, env_kwargs: dict[str, Any]) -> None:

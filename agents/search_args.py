@@ -34,10 +34,10 @@ class SearchArgs:
     store: str | None = None
     """Evaluation store path; None: ``out/store.sqlite``."""
     asynchronous: bool | None = None
-    """One process per environment; None: when children train on a CPU of several cores on
-    real data (one thread per worker: 1.16x the children per hour of one process using both
-    cores, benchmarks/RESULTS.md), else in this process (toy and surrogate children are too
-    cheap to pay for worker processes)."""
+    """Environments in worker processes (how many: `workers`); None: when children train on a
+    CPU of several cores on real data (one thread per worker: 1.16x the children per hour of
+    one process using both cores, benchmarks/RESULTS.md), else in this process (toy and
+    surrogate children are too cheap to pay for worker processes)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
     progress: bool = True
@@ -48,6 +48,10 @@ class SearchArgs:
     threads: int | None = None
     """Torch threads: of this process (synchronous), or of each worker process; None: this
     process keeps torch's setting, workers share the cores (``eas_gym.vector.worker_threads``)."""
+    workers: int | None = None
+    """Worker processes of an asynchronous search, each stepping its share of the batch in turn;
+    None: one per core on a CPU (more would only take memory: ``benchmarks/main_job.py``), one
+    per environment on GPUs."""
 
     # ---- where children are evaluated (does not change the results) ----
     executor: str = "local"

@@ -53,6 +53,7 @@ def make_vector_env(
     asynchronous: bool = True,
     context: str = "spawn",
     threads: int | None = None,
+    workers: int | None = None,
     **kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` (``AsyncVectorEnv`` by default), all writing to one store.
@@ -66,6 +67,9 @@ def make_vector_env(
         threads: Torch threads in each worker process; None: :func:`worker_threads` (cores
             shared out, at least 1). Ignored when `asynchronous` is False (this process keeps
             its own setting).
+        workers: Processes when `asynchronous`: None, one per copy (``AsyncVectorEnv``); fewer,
+            a :class:`~eas_gym.pooled_vector.PooledVectorEnv` whose processes each step their
+            share of the copies in turn (CPU devices only). Threads are shared out over these.
         **kwargs: Passed to ``gym.make``; ``device="auto"`` spreads copies over the GPUs.
             Worker processes sharing one GPU each get an equal share of its memory.
     """
@@ -80,7 +84,13 @@ def make_vector_env(
             "(a forked process cannot use CUDA)"
         )
 
-    per_worker = worker_threads(num_envs, threads) if asynchronous else None
+    pooled = asynchronous and workers is not None and workers < num_envs
+    if pooled and uses_cuda:
+        raise ValueError(
+            f"Expected `workers` None with CUDA devices (one process per copy), actually: {workers}"
+        )
+    processes = workers if pooled and workers is not None else num_envs
+    per_worker = worker_threads(processes, threads) if asynchronous else None
     sharing = {d: devices.count(d) for d in devices}
     parent = os.getpid()
 
@@ -101,6 +111,10 @@ def make_vector_env(
     fns = [factory(d) for d in devices]
     if not asynchronous:
         return gym.vector.SyncVectorEnv(fns)
+    if pooled and workers is not None:
+        from eas_gym.pooled_vector import PooledVectorEnv
+
+        return PooledVectorEnv(fns, workers, context=context)
     # "spawn": forking a process whose torch thread pool is running can deadlock the child.
     return gym.vector.AsyncVectorEnv(fns, context=context)
 
