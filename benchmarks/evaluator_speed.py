@@ -12,7 +12,10 @@ each, one torch thread, a fresh in-memory store, and reports finished networks p
 * ``bench``: ``EAS-Bench-CIFAR10-CPU-v2``, the model fitted on real ``-v2`` evaluations (needs
   ``pip install -e ".[bench]"``; left out when it is missing).
 
-Prints one JSON line with the rates and their ratios to ``weights``, and plots them.
+Rates: ``per_second`` (wall clock), ``per_cpu_second`` (this process's CPU time, steadier on a
+shared machine) and ``env_per_cpu_second`` (CPU time inside ``reset()`` and ``step()`` alone:
+the environment's own rate, without this script's random agent). Prints one JSON line with the
+rates and the wall rates' ratios to ``weights``, and plots them.
 """
 
 from __future__ import annotations
@@ -40,23 +43,36 @@ def networks_per_second(env_id: str, kwargs: dict, seconds: float, seed: int = 0
     env = gym.make(env_id, store=":memory:", **kwargs)
     rng = np.random.default_rng(seed)
 
+    in_env = [0.0]  # CPU seconds inside reset() and step()
+
     def episode(s: int) -> None:
+        clock = time.process_time()
         _, info = env.reset(seed=s)
+        in_env[0] += time.process_time() - clock
         done = False
         while not done:  # a uniform legal value per entry, with one draw for all entries
             legal = [np.flatnonzero(m) for m in info["action_mask"]]
             picks = (rng.random(len(legal)) * [len(v) for v in legal]).astype(int)
             action = np.array([v[i] for v, i in zip(legal, picks, strict=True)])
+            clock = time.process_time()
             _, _, done, _, info = env.step(action)
+            in_env[0] += time.process_time() - clock
 
     episode(seed)  # the start network and the imports: not timed
-    count, start = 0, time.perf_counter()
+    in_env[0] = 0.0
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         episode(seed + 1 + count)
         count += 1
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     env.close()
-    return {"env": env_id, "networks": count, "seconds": round(elapsed, 3)}
+    return {
+        "env": env_id,
+        "networks": count,
+        "seconds": round(elapsed, 3),
+        "cpu_seconds": round(cpu, 3),
+        "env_cpu_seconds": round(in_env[0], 3),
+    }
 
 
 def main() -> None:
@@ -73,7 +89,10 @@ def main() -> None:
         except (gym.error.Error, ImportError) as e:  # the bench without its extra
             rows[name] = {"env": env_id, "skipped": f"{type(e).__name__}: {e}"}
             continue
-        rows[name]["per_second"] = round(rows[name]["networks"] / rows[name]["seconds"], 1)
+        row = rows[name]
+        row["per_second"] = round(row["networks"] / row["seconds"], 1)
+        row["per_cpu_second"] = round(row["networks"] / row["cpu_seconds"], 1)
+        row["env_per_cpu_second"] = round(row["networks"] / row["env_cpu_seconds"], 1)
     base = rows["weights"]["per_second"]
     ratios = {k: round(r["per_second"] / base, 1) for k, r in rows.items() if "per_second" in r}
     print(json.dumps({"benchmark": "evaluator_speed", "cases": rows, "ratio_to_weights": ratios}))

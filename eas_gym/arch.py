@@ -18,6 +18,7 @@ what a plain architecture is.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -117,7 +118,16 @@ class Arch:
 
     # ---- structure -------------------------------------------------------------------------
 
-    @property
+    # Structure and hash are cached on the (frozen) instance: the weightless envs ask for them
+    # several times per step (masks, observations, decoding, the surrogate's lru_cache).
+    def __hash__(self) -> int:
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.layers, self.num_classes, self.in_channels))
+
+    @functools.cached_property
     def num_feature_layers(self) -> int:
         """Number of conv and pool layers (the index of the first FC layer, if any)."""
         return sum(not isinstance(layer, FC) for layer in self.layers)
@@ -140,6 +150,10 @@ class Arch:
         >>> Arch.from_string("C4-3 C4-3 MP C8-3 GAP FC8").blocks()
         [[0, 1], [3], [4]]
         """
+        return [list(block) for block in self._blocks]
+
+    @functools.cached_property
+    def _blocks(self) -> tuple[tuple[int, ...], ...]:
         blocks: list[list[int]] = [[]]
         for i, layer in enumerate(self.layers[: self.num_feature_layers]):
             if isinstance(layer, Pool):
@@ -147,7 +161,7 @@ class Arch:
             else:
                 blocks[-1].append(i)
         blocks.append(list(range(self.num_feature_layers, len(self.layers))))
-        return blocks
+        return tuple(tuple(block) for block in blocks)
 
     def width(self, index: int) -> int:
         """Output width (filters or units) of the conv or FC layer at `index`."""
@@ -366,6 +380,14 @@ class SearchSpace:
                 "`max_layers_per_block` and `max_layers` must be >= 1, got "
                 f"{self.max_layers_per_block} and {self.max_layers}"
             )
+
+    def __hash__(self) -> int:  # `name` is not compared, so not hashed (as dataclass would)
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        fields = (self.filters, self.units, self.kernels)
+        return hash((*fields, self.max_layers_per_block, self.max_layers))
 
     def widths(self, layer: Layer) -> tuple[int, ...]:
         """The width list that applies to `layer`."""

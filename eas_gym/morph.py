@@ -143,6 +143,14 @@ def net2wider(
 
 def wider_arch(arch: Arch, layer: int, new_width: int, *, space: SearchSpace | None = None) -> Arch:
     """The architecture :func:`net2wider` makes, without weights (same checks and errors)."""
+    wider = _wider_layer(arch, layer, new_width, space)
+    return dataclasses.replace(
+        arch, layers=arch.layers[:layer] + (wider,) + arch.layers[layer + 1 :]
+    )
+
+
+def _wider_layer(arch: Arch, layer: int, new_width: int, space: SearchSpace | None) -> Conv | FC:
+    """Layer `layer` of `arch` at `new_width`, checked."""
     target = _check_layer(arch, layer)
     old = arch.width(layer)
     if isinstance(new_width, bool) or not isinstance(new_width, int):
@@ -153,16 +161,17 @@ def wider_arch(arch: Arch, layer: int, new_width: int, *, space: SearchSpace | N
         raise ValueError(
             f"`new_width` {new_width} not in the space's widths {space.widths(target)}"
         )
-    wider = Conv(new_width, target.kernel) if isinstance(target, Conv) else FC(new_width)
-    layers = arch.layers[:layer] + (wider,) + arch.layers[layer + 1 :]
-    return dataclasses.replace(arch, layers=layers)
+    return Conv(new_width, target.kernel) if isinstance(target, Conv) else FC(new_width)
 
 
 def widen_arch(arch: Arch, widths: Mapping[int, int], *, space: SearchSpace | None = None) -> Arch:
     """The architecture :func:`widen_layers` makes, without weights."""
-    for layer in sorted(widths):
-        arch = wider_arch(arch, layer, widths[layer], space=space)
-    return arch
+    if not widths:
+        return arch
+    layers = list(arch.layers)
+    for layer in sorted(widths):  # widening one layer leaves the others' checks as they were
+        layers[layer] = _wider_layer(arch, layer, widths[layer], space)
+    return dataclasses.replace(arch, layers=tuple(layers))
 
 
 def widen_layers(

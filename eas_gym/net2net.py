@@ -180,12 +180,12 @@ def step_mask(
     >>> [m.tolist() for m in step_mask(DEEPER, [], 2, 1)]
     [[1, 0], [1, 0], [1, 0], [1]]
     """
-    flags = [np.array([1, 0], np.int8) for _ in range(num_slots)]
+    flags = np.zeros((num_slots, 2), np.int8)  # one array, returned as row views: fewer allocs
+    flags[:, 0] = 1
     position = np.zeros(num_slots, np.int8)
     kernel = np.zeros(num_kernels, np.int8)
     if step_kind == WIDER:
-        for i in legal:
-            flags[i] = np.array([1, 1], np.int8)
+        flags[list(legal), 1] = 1
         position[0] = kernel[0] = 1
     else:
         position[list(legal) or [0]] = 1

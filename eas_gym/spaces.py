@@ -17,6 +17,7 @@ families share, :mod:`eas_gym.net2net`):
 from __future__ import annotations
 
 import bisect
+import functools
 
 import numpy as np
 from gymnasium import spaces
@@ -93,13 +94,19 @@ def legal_widen(arch: Arch, space: SearchSpace) -> list[int]:
 
 def legal_deepen(arch: Arch, space: SearchSpace) -> list[int]:
     """Layers after which a deeper step can insert a layer within the space's limits."""
+    return list(_deepen_positions(arch, space))
+
+
+# A step's mask and the next step's decoding ask about the same network: computed once.
+@functools.lru_cache(maxsize=4096)
+def _deepen_positions(arch: Arch, space: SearchSpace) -> tuple[int, ...]:
     if len(arch.layers) >= space.max_layers:
-        return []
+        return ()
     legal = []
     for block in arch.blocks():
         if len(block) < space.max_layers_per_block:
             legal += block
-    return sorted(legal)
+    return tuple(sorted(legal))
 
 
 def action_mask(arch: Arch, space: SearchSpace, step_kind: int) -> tuple[np.ndarray, ...]:
@@ -126,9 +133,14 @@ def decode_action(action: np.ndarray, arch: Arch, space: SearchSpace, step_kind:
 
 def _widen_targets(arch: Arch, space: SearchSpace) -> dict[int, int]:
     """``{layer: next width}`` of the layers a wider step can widen."""
-    targets = {}
+    return dict(_widen_pairs(arch, space))
+
+
+@functools.lru_cache(maxsize=4096)
+def _widen_pairs(arch: Arch, space: SearchSpace) -> tuple[tuple[int, int], ...]:
+    pairs = []
     for i, layer in enumerate(arch.layers):
         width = None if isinstance(layer, Pool) else space.next_width(layer)
         if width is not None:
-            targets[i] = width
-    return targets
+            pairs.append((i, width))
+    return tuple(pairs)

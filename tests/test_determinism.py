@@ -119,7 +119,8 @@ def test_transforms_follow_the_weights_dtype(dtype):
     a3, s3 = net2wider(a2, s2, 0, 8)
     child = build_net(a3, s3).eval()
     assert next(child.parameters()).dtype == dtype
-    assert torch.equal(child(x), net(x)) or dtype == torch.bfloat16
+    # Not bit-equal even in float64: the wider layer sums more channels, in another order, and
+    # oneDNN picks its kernels by memory alignment (1 run in 6 differed in the last bit).
     tolerance = 1e-9 if dtype == torch.float64 else 5e-2
     assert (child(x) - net(x)).abs().max() <= tolerance * max(1.0, net(x).abs().max())
 
