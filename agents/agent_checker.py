@@ -17,8 +17,10 @@ The runs go through :func:`agents.runner.run_search` in a temporary folder, as a
 
 from __future__ import annotations
 
+import io
 import tempfile
 import warnings
+from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +137,8 @@ class _Runs:
             env_kwargs=dict(self.kwargs),
             progress=False,
         )
-        with warnings.catch_warnings(record=True) as caught:
+        # the runner's own lines ("resuming ...") are about the checker's folders, not the agent
+        with warnings.catch_warnings(record=True) as caught, redirect_stderr(io.StringIO()):
             warnings.simplefilter("always")
             try:
                 records = run_search(args)
