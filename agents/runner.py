@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent, InfoObserver, Recommender, SimulatorUser
 from agents.checks import RunChecks, check_agent, check_env_args, make_agent
+from agents.executors import check_executor, make_envs
 from agents.metrics_log import AgentClock, MetricsLog, check_tensorboard, update_metrics
 from agents.progress import SearchProgress
 from agents.registry import AGENTS, AgentSpec, load_agent_class, parse_agent_spec
@@ -54,7 +54,6 @@ from agents.run_folder import (
 )
 from agents.search_args import SearchArgs
 from agents.summary import export_best, plot_search, read_summary
-from eas_gym.vector import make_vector_env
 
 __all__ = [
     "AGENTS",
@@ -70,8 +69,6 @@ __all__ = [
     "run_search",
 ]
 
-_EXECUTORS = ("local", "ray")
-
 
 def resolve_agent(args: SearchArgs) -> AgentSpec:
     """The agent spec of `args` (name and options), checked; ValueError if it is not valid."""
@@ -84,7 +81,7 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     if args.nets < 1 or args.batch < 1:
         raise ValueError(f"`nets` and `batch` must be >= 1, got {args.nets} and {args.batch}")
     spec = resolve_agent(args)  # fail before creating the run folder
-    _check_executor(args, spec)
+    check_executor(args, spec)
     check_env_args(args.env_id, args.env_kwargs)
     if args.tensorboard:
         check_tensorboard()
@@ -151,7 +148,7 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
     repair_jsonl(out / "recheck.jsonl", records)
     if done >= episodes // batch:
         return records
-    envs = _make_envs(args, out, env_kwargs, num_envs=batch)
+    envs = make_envs(args, out, env_kwargs, num_envs=batch)
     try:
         for j in range(done, episodes // batch):
             seed = episode_seed(args.seed, RECHECK_UPDATE_OFFSET + j, batch)
@@ -183,114 +180,6 @@ def absolute_dataset_path(env_kwargs: dict[str, Any]) -> dict[str, Any]:
     if not (isinstance(dataset, str) and is_own_dataset(dataset)):
         return env_kwargs
     return {**env_kwargs, "dataset": str(Path(dataset).expanduser().resolve())}
-
-
-def _check_executor(args: SearchArgs, spec: AgentSpec) -> None:
-    if args.executor not in _EXECUTORS:
-        raise ValueError(f"Expected `executor` in {_EXECUTORS}, actually: {args.executor!r}")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"Expected `workers` >= 1 or None, actually: {args.workers}")
-    if args.executor != "ray":
-        if args.ray_address is not None:
-            raise ValueError("`ray_address` needs `executor='ray'` (--executor ray)")
-        if args.store_service:
-            raise ValueError("`store_service` needs `executor='ray'` (--executor ray)")
-        return
-    if spec.is_sb3:
-        raise ValueError(
-            f"SB3 agents ({spec.name}) evaluate children locally; "
-            "use --executor local, or a protocol agent (reinforce, random, module:Class) on Ray"
-        )
-    from eas_gym.ray_store import import_ray
-
-    try:
-        import_ray()
-    except ImportError as e:
-        raise ValueError(str(e)) from e
-
-
-def _make_envs(args: SearchArgs, out: Path, env_kwargs: dict[str, Any], num_envs: int):
-    """The local vector env, or one Ray actor per environment (recoveries: ray_failures.jsonl)."""
-    if args.executor == "ray":
-        from eas_gym.ray_vector import RayVectorEnv
-
-        return RayVectorEnv(
-            args.env_id,
-            num_envs,
-            address=args.ray_address,
-            store_service=args.store_service,
-            failure_log=out / "ray_failures.jsonl",
-            **env_kwargs,
-        )
-    asynchronous = _asynchronous(args, env_kwargs, num_envs)
-    if args.threads is not None and not asynchronous:
-        torch.set_num_threads(args.threads)
-    workers = None
-    if asynchronous:
-        _train_start_here(args.env_id, env_kwargs)
-        workers = _training_processes(args, env_kwargs, num_envs)
-    return make_vector_env(
-        args.env_id,
-        num_envs,
-        asynchronous=asynchronous,
-        threads=args.threads,
-        workers=workers,
-        **env_kwargs,
-    )
-
-
-def _training_processes(args: SearchArgs, env_kwargs: dict[str, Any], num_envs: int) -> int | None:
-    """`args.workers`, or no more than the cores on a CPU; None: one process per environment.
-
-    Each process holds its own torch, data and networks (about 0.3-0.7 GB): 10 of them on 2
-    cores were no faster than 2 (``benchmarks/main_job.py``), only larger.
-    """
-    import gymnasium as gym
-
-    from eas_gym.data import resolve_device
-    from eas_gym.vector import worker_threads
-
-    if args.workers is not None:
-        return args.workers if args.workers < num_envs else None
-    device = {**gym.spec(args.env_id).kwargs, **env_kwargs}.get("device", "auto")
-    if resolve_device(device).type != "cpu":
-        return None
-    cores = worker_threads(1)
-    return cores if cores < num_envs else None
-
-
-def _train_start_here(env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Train (or find) the start network in this process, with every core, before workers start.
-
-    Otherwise the first worker to reset trains it on its one thread while the others wait on
-    the store's lock and the other cores idle (the main job's first minutes).
-    """
-    import gymnasium as gym
-
-    env = gym.make(env_id, **env_kwargs)
-    try:
-        env.unwrapped.get_wrapper_attr("scorer").start()
-    finally:
-        env.close()
-
-
-def _asynchronous(args: SearchArgs, env_kwargs: dict[str, Any], num_envs: int) -> bool:
-    """``args.asynchronous``, or the measured default (see :class:`SearchArgs`)."""
-    if args.asynchronous is not None:
-        return args.asynchronous
-    import gymnasium as gym
-
-    from eas_gym.data import resolve_device
-    from eas_gym.vector import worker_threads
-
-    kwargs = {**gym.spec(args.env_id).kwargs, **env_kwargs}
-    trains_for_real = (
-        kwargs.get("evaluator", "train") == "train"
-        and kwargs.get("dataset", "cifar10") != "synthetic"
-    )
-    on_cpu = resolve_device(kwargs.get("device", "auto")).type == "cpu"
-    cores = worker_threads(1)
-    return trains_for_real and on_cpu and cores > 1 and num_envs > 1
 
 
 def _spaces(args: SearchArgs, env_kwargs: dict[str, Any]) -> Any:
@@ -346,7 +235,7 @@ def _run_protocol(
             f"networks ({replay.source.name}) are served from their records, not retrained",
             file=sys.stderr,
         )
-    envs = _make_envs(args, out, env_kwargs, num_envs=args.batch)
+    envs = make_envs(args, out, env_kwargs, num_envs=args.batch)
     total = num_updates * args.batch
     bar = tqdm(
         total=total,

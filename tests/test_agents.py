@@ -107,21 +107,21 @@ def test_reinforce_beats_random_search_on_the_surrogate():
 
 
 def test_the_start_network_is_trained_here_before_workers_start(tmp_path, monkeypatch):
-    import agents.runner as runner
+    import agents.executors as executors
     from agents.search_args import SearchArgs
     from eas_gym.store import EvalStore
 
     made = []
-    monkeypatch.setattr(runner, "make_vector_env", lambda *a, **k: made.append(k) or "envs")
+    monkeypatch.setattr(executors, "make_vector_env", lambda *a, **k: made.append(k) or "envs")
     store = str(tmp_path / "store.sqlite")
     kwargs = {"store": store, "schedule": "W", "start_epochs": 0.2}
     args = SearchArgs(env_id="EAS-Synthetic-v0", asynchronous=True, out=str(tmp_path))
-    assert runner._make_envs(args, tmp_path, kwargs, num_envs=2) == "envs"
+    assert executors.make_envs(args, tmp_path, kwargs, num_envs=2) == "envs"
     rows = EvalStore(store).all()
     assert len(rows) == 1 and rows[0].config["role"] == "start"  # in the store before workers
     assert made and made[0]["asynchronous"]
     args = SearchArgs(env_id="EAS-Synthetic-v0", asynchronous=False, out=str(tmp_path))
     calls = []
-    monkeypatch.setattr(runner, "_train_start_here", lambda *a: calls.append(a))
-    runner._make_envs(args, tmp_path, kwargs, num_envs=2)
+    monkeypatch.setattr(executors, "train_start_here", lambda *a: calls.append(a))
+    executors.make_envs(args, tmp_path, kwargs, num_envs=2)
     assert calls == []  # an in-process run trains it at its first reset

@@ -108,17 +108,17 @@ def test_make_vector_env_pools_its_copies_on_cpu_only():
 
 
 def test_the_runner_runs_no_more_training_processes_than_cores(monkeypatch):
-    import agents.runner as runner
+    from agents.executors import training_processes
     from agents.search_args import SearchArgs
     from eas_gym import vector
 
     monkeypatch.setattr(vector.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
     args = SearchArgs(env_id="EAS-CIFAR10-CPU-v2")
-    assert runner._training_processes(args, {}, 10) == 2
-    assert runner._training_processes(args, {}, 2) is None  # one per env
-    assert runner._training_processes(args, {"device": "meta"}, 10) is None
-    assert runner._training_processes(SearchArgs(workers=4), {}, 10) == 4
-    assert runner._training_processes(SearchArgs(workers=10), {}, 10) is None
+    assert training_processes(args, {}, 10) == 2
+    assert training_processes(args, {}, 2) is None  # one per env
+    assert training_processes(args, {"device": "meta"}, 10) is None
+    assert training_processes(SearchArgs(workers=4), {}, 10) == 4
+    assert training_processes(SearchArgs(workers=10), {}, 10) is None
 
 
 def test_workers_below_one_are_refused_before_anything_is_written(tmp_path):
