@@ -1,6 +1,6 @@
 """Build the device bundle: the wheels and the CIFAR-10 subset that the GPU suite carries.
 
-    python benchmarks/gpu_bundle.py        # writes .device_bundle/ (ignored by git), ~38 MiB
+    python benchmarks/gpu_bundle.py        # writes .device_bundle/ (ignored by git), ~25 MiB
 
 The device machine has torch but not gymnasium, no network, and takes only the repository's
 working tree (at most 64 MiB, tracked files and carried ignored folders together). This writes
@@ -11,11 +11,12 @@ the folder that the device run carries (``carry: [".device_bundle"]``):
   are in the device image, and the script checks that the wheel asks for nothing else;
 * ``cifar10_subset.npz``: a class-balanced CIFAR-10 subset in Keras's layout (``x_train``
   ``(N, 32, 32, 3)`` uint8, ``y_train`` ``(N, 1)``, ``x_test``, ``y_test``), drawn with
-  eas_gym's own split (seed 88) from torchvision's ``cifar-10-batches-py/``. Default 15,000
-  training images (the suite splits 5,000 of them off for validation, leaving 10,000 to train
-  on) and 2,000 test images: 17,000 images are 52 MB raw. CIFAR compresses poorly (zlib: 92%
+  eas_gym's own split (seed 88) from torchvision's ``cifar-10-batches-py/``. Default 10,000
+  training images (the suite splits 5,000 of them off for validation, leaving 5,000 to train
+  on) and 1,000 test images: 11,000 images are 34 MB raw. CIFAR compresses poorly (zlib: 92%
   of raw), so the arrays are stored with LZMA (76%), which ``numpy.load`` reads like any
-  ``.npz``: about 38 MiB, leaving the ~8.5 MB repository and the wheels well under 64 MiB;
+  ``.npz``: about 24.5 MiB. With the repository (35.6 MiB on 2026-12-04, most of it study
+  records) about 60.5 MiB travel, under the tool's 64 MiB: the script warns when it is close;
 * ``manifest.json``: what was written, the sizes, the file's SHA-256 and the repo's commit.
 
 Images are drawn per class in eas_gym's fixed order, so a smaller ``--train`` is a subset of a
@@ -40,10 +41,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / ".device_bundle"
 NPZ_NAME = "cifar10_subset.npz"
-TRAIN_IMAGES = 15000
+TRAIN_IMAGES = 10000
 """Training images carried; the suite takes VAL_IMAGES of them for validation."""
 VAL_IMAGES = 5000
-TEST_IMAGES = 2000
+TEST_IMAGES = 1000
 WHEELS = ("gymnasium", "farama-notifications")
 """Carried as wheels: the device image lacks them."""
 IN_IMAGE = ("numpy", "cloudpickle", "typing-extensions")

@@ -13,18 +13,20 @@ part goes on); a row with ``"fatal"`` ended the part. The parts, on ``config["de
   the noisy steps (they run and perturb); augmentation batches from one seed equal on CPU
   and device;
 * ``throughput``: the trainer's time per step (CUDA events) for the start net and grown 12-
-  and 20-layer nets, bf16 + NHWC against fp32 + NCHW; then a fresh net's first short
-  fine-tune with cuDNN autotuning on and off (each child is a new shape);
+  and 20-layer nets, bf16 + NHWC against fp32 + NCHW;
 * ``paper_child``: one child under the paper's protocol (SEARCH_CONFIG) on the data carried;
   epochs cut to fit the limit if needed (the rows say so);
 * ``workers``: 1, 4, 8 processes fine-tuning side by side on one device: aggregate images/s;
 * ``search``: a REINFORCE search on ``EAS-CIFAR10-v0`` (``agents.runner.run_search``), one
-  update of 10 networks, then a second if time is left.
+  update of 10 networks, then a second if time is left;
+* ``child_profile`` (``gpu_profile.py``): one env in one process, its reset and an episode's
+  steps timed, each split into fine-tune and the rest, and profiled;
+* ``autotune`` (``gpu_autotune.py``): fresh nets' first and second fine-tunes in fresh
+  processes, cuDNN autotuning on and off, bf16 + NHWC and fp32 + NCHW.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -39,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gpu_autotune import part_autotune
 from gpu_checks import part_correctness
 from gpu_children import part_search, part_workers
 from gpu_common import Rows, epochs_for, gen, load_data, timed
+from gpu_profile import part_child_profile
 
 from eas_gym.arch import PAPER_START, Arch
 from eas_gym.net import build_net
@@ -148,7 +152,7 @@ def part_throughput(cfg: dict[str, Any], rows: Rows) -> None:
                     amp=amp,
                     channels_last=channels_last,
                 )
-                fine_tune(net, data, warm, generator=gen(1), device=device)  # cuDNN autotune
+                fine_tune(net, data, warm, generator=gen(1), device=device)  # cuDNN plans
                 config = dataclasses.replace(warm, epochs=epochs_for(sizes["steps"], data))
                 run = functools.partial(fine_tune, net, data, config, generator=gen(2))
                 result, seconds = timed(device, functools.partial(run, device=device))
@@ -167,35 +171,6 @@ def part_throughput(cfg: dict[str, Any], rows: Rows) -> None:
                 images_per_second=round(64_000 / min(ms)),
                 tf32_conv=torch.backends.cudnn.conv.fp32_precision,
             )
-    _cudnn_benchmark_cost(device, data, sizes, rows)
-
-
-def _cudnn_benchmark_cost(device: torch.device, data: Any, sizes: dict, rows: Rows) -> None:
-    """A fresh child's short fine-tune, cuDNN autotuning on (the CUDA default) and off.
-
-    Each new shape pays the autotune, and a search makes a new shape with every child.
-    """
-    import eas_gym.train as train_module
-
-    autotune = train_module._cudnn_benchmark
-    for name, arch in NETS.items():
-        for label in ("on", "off", "on", "off"):  # interleaved
-            train_module._cudnn_benchmark = (
-                autotune if label == "on" else lambda enabled: contextlib.nullcontext()
-            )
-            torch.backends.cudnn.benchmark = False
-            net = build_net(arch, generator=gen(0), device=device)
-            config = TrainConfig(epochs=epochs_for(sizes["warmup_steps"], data), eval_split=None)
-            run = functools.partial(fine_tune, net, data, config, generator=gen(1), device=device)
-            result, seconds = timed(device, run)
-            rows.add(
-                kind="cudnn_benchmark",
-                net=name,
-                autotune=label,
-                steps=result.steps,
-                seconds_first_fine_tune=round(seconds, 3),
-            )
-    train_module._cudnn_benchmark = autotune
 
 
 # ---- (4) one paper-protocol child ----------------------------------------------------------
@@ -261,6 +236,8 @@ PARTS = {
     "paper_child": part_paper_child,
     "workers": part_workers,
     "search": part_search,
+    "child_profile": part_child_profile,
+    "autotune": part_autotune,
 }
 
 

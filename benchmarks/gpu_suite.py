@@ -1,19 +1,20 @@
-"""The GPU suite: one prepared device run, six parts, each in its own process and time limit.
+"""The GPU suite: one prepared device run, eight parts, each in its own process and time limit.
 
     python benchmarks/gpu_bundle.py               # here, once: .device_bundle/ (wheels + data)
     bash benchmarks/gpu_suite.sh OUT              # on the device machine (RESULTS.md)
     bash benchmarks/gpu_suite.sh --dry-run OUT    # every part at tiny size on the CPU (tests)
 
 The parts (:mod:`gpu_parts`), in order: ``env``, ``correctness``, ``throughput``,
-``paper_child``, ``workers``, ``search``. Each runs as a subprocess in its own process group
+``paper_child``, ``workers``, ``search``, ``child_profile``, ``autotune``; ``--parts`` picks
+some. Each runs as a subprocess in its own process group
 under ``min(its limit, budget left)`` seconds; at its limit the whole group is killed, and the
 rows it wrote so far are kept. Everything goes into ``OUT/results.json`` (rewritten after
 each part, so even a killed run leaves what it measured), with ``OUT/gpu_suite.png`` (trainer
 step times, workers' images/s) and ``OUT/search.png``; the shell wrapper adds
 ``OUT/gpu_suite.log``: four files, within the device tool's eight.
 
-Data: ``.device_bundle/cifar10_subset.npz`` (``gpu_bundle.py``: 15,000 CIFAR-10 training
-images, 5,000 of them split off for validation, and 2,000 test images), unpacked once into a
+Data: ``.device_bundle/cifar10_subset.npz`` (``gpu_bundle.py``: 10,000 CIFAR-10 training
+images, 5,000 of them split off for validation, and 1,000 test images), unpacked once into a
 scratch folder so that no process pays the LZMA decompression again. Without the bundle the
 parts fall back to the synthetic set at the same sizes, and ``results.json`` warns. The dry run
 writes a tiny synthetic ``.npz`` (8x8 images), so it goes through the same file path.
@@ -42,8 +43,17 @@ sys.path.insert(0, str(HERE))
 
 import gpu_bundle  # noqa: E402
 
-PARTS = ("env", "correctness", "throughput", "paper_child", "workers", "search")
-BUDGET = 330.0
+PARTS = (
+    "env",
+    "correctness",
+    "throughput",
+    "paper_child",
+    "workers",
+    "search",
+    "child_profile",
+    "autotune",
+)
+BUDGET = 370.0
 """Seconds for all parts: with start-up and cleanup the run ends within 6 minutes."""
 MIN_PART_SECONDS = 8.0
 """A part is skipped when less than this is left of the budget."""
@@ -70,6 +80,8 @@ FULL: dict[str, dict[str, Any]] = {  # limits add up to BUDGET
         "start_epochs": 3.0,
         "asynchronous": True,
     },
+    "child_profile": {"limit": 40, "steps": 9, "epochs": 1.0, "start_epochs": 3.0},
+    "autotune": {"limit": 150, "nets": 3, "steps": 78},
 }
 DRY: dict[str, dict[str, Any]] = {
     "env": {"limit": 30},
@@ -92,6 +104,14 @@ DRY: dict[str, dict[str, Any]] = {
         "schedule": "WD",  # one wider and one deeper step (the paper's: WWWWDDDDD)
         "asynchronous": False,
     },
+    "child_profile": {
+        "limit": 40,
+        "steps": 2,
+        "epochs": 0.2,
+        "start_epochs": 0.2,
+        "schedule": "WD",
+    },
+    "autotune": {"limit": 60, "nets": 1, "steps": 2},
 }
 DRY_DATA = {"train": 320, "val": 80, "test": 80, "image_size": 8}
 SYNTHETIC_WARNING = "no CIFAR-10 subset could be read: synthetic data; accuracies mean nothing"

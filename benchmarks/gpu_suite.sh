@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU suite (benchmarks/gpu_suite.py): six parts, each in its own process and time limit,
-# all results in OUT/results.json (+ OUT/gpu_suite.log, two PNGs); ends by itself in < 6 min.
+# The GPU suite (benchmarks/gpu_suite.py): eight parts, each in its own process and time limit,
+# all results in OUT/results.json (+ OUT/gpu_suite.log, two PNGs); ends by itself in 6.5 min.
 #   python benchmarks/gpu_bundle.py               # here, once: .device_bundle/ (wheels + data)
 #   bash benchmarks/gpu_suite.sh [OUT]            # on a CUDA machine (default OUT: $OUT, else
 #                                                 # benchmarks/gpu_results)
@@ -25,6 +25,6 @@ if ! "$python" -c "import gymnasium" 2>/dev/null; then
     | tee "$out/gpu_suite.log"
   exit 2
 fi
-"$python" benchmarks/gpu_suite.py "$out" "${dry[@]}" --budget "${EAS_GPU_BUDGET:-330}" 2>&1 \
+"$python" benchmarks/gpu_suite.py "$out" "${dry[@]}" --budget "${EAS_GPU_BUDGET:-370}" 2>&1 \
   | tee "$out/gpu_suite.log"
 exit "${PIPESTATUS[0]}"

@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_bundle  # noqa: E402
 import gpu_suite  # noqa: E402
 
-PARTS = ("env", "correctness", "throughput", "paper_child", "workers", "search")
+PARTS = gpu_suite.PARTS
 
 
 def _suite(out: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -52,13 +52,16 @@ def test_gpu_suite_dry_run_writes_every_part(tmp_path):
 
     steps = [r for r in rows["throughput"] if "variant" in r]
     assert len(steps) == 6 and all(r["ms_per_step"] > 0 for r in steps)
-    autotune = [r for r in rows["throughput"] if r.get("kind") == "cudnn_benchmark"]
-    assert len(autotune) == 12 and all(r["seconds_first_fine_tune"] > 0 for r in autotune)
+    autotune = [r for r in rows["autotune"] if "setting" in r and "first_seconds" in r]
+    assert len(autotune) == 4 and all(r["first_seconds"] > 0 for r in autotune)
     child = next(r for r in rows["paper_child"] if r.get("kind") == "result")
     assert child["steps"] > 0 and 0 <= child["val_accuracy"] <= 1
     assert [r["processes"] for r in rows["workers"] if "images" in r] == [1, 2]
     assert all(r["images_per_second"] > 0 for r in rows["workers"] if "images" in r)
     assert next(r for r in rows["search"] if r["kind"] == "update")["nets"] == 2
+    profiled = [r for r in rows["child_profile"] if r["kind"] == "step"]
+    assert len(profiled) == 2 and all(0 <= r["train_seconds"] <= r["seconds"] for r in profiled)
+    assert any(r["kind"] == "profile" and r["function"] == "step" for r in rows["child_profile"])
 
 
 def _alive(pid: int) -> bool:
