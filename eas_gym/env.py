@@ -155,7 +155,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     evaluation: cheaper, but results then depend on the store's history.
 
     All of this is bit for bit on the CPU. On a GPU it is not: cuDNN's convolution algorithms
-    (autotuned per shape) and atomic adds make two fine-tunes of the same child differ, by
+    (chosen per shape) and atomic adds make two fine-tunes of the same child differ, by
     rounding at first and by chaos after many epochs, so a store hit equals *one* fresh
     evaluation, not every one, and a rerun of a seed that trains (rather than hits) may differ.
     ``nondeterministic=True`` in the GPU ids' registration says so.
@@ -301,10 +301,10 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, augment=augment),
             num_classes=self.start_arch.num_classes,
             # a sparse child is fine-tuned once after several transforms, a dense one after
-            # each; bf16 on CUDA and fp32 on CPU train differently
+            # each; a GPU trains with TF32 convolutions, the CPU in plain fp32
             reward_mode=reward_mode,
             noise=noise,
-            device_type=self.device.type,
+            device_type="cuda-fp32" if self.device.type == "cuda" else self.device.type,
             probe_size=probe_size,
         )
         """Everything besides the net string that decides a child's accuracy (the cache key)."""

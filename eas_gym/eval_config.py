@@ -44,7 +44,9 @@ class EvalConfig:
         num_classes: Classes of the dataset.
         reward_mode: ``"dense"`` fine-tunes after every transform, ``"sparse"`` once at the end.
         noise: The paper's symmetry-breaking noise on new units.
-        device_type: ``"cpu"`` or ``"cuda"`` (fp32 on CPU, bf16 autocast on CUDA).
+        device_type: ``"cpu"``, or ``"cuda-fp32"`` for a GPU (fp32, TF32 convolutions).
+            eas_gym 0.x before 2026-12 wrote ``"cuda"`` and trained GPU children in bf16:
+            those rows keep their own key and are not served for fp32 ones.
         probe_size: Training images in the probe batch, which sets the BN statistics of every
             plain deeper step.
     """

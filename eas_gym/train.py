@@ -28,7 +28,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,11 @@ def fine_tune(
     previous mode is restored afterwards. The module is moved to `device` and stays there.
     Deterministic on CPU for a fixed `generator` seed and initial weights.
 
+    cuDNN autotuning (``torch.backends.cudnn.benchmark``) is left as the caller set it, off
+    unless turned on: every child of a search has new layer shapes, and on an H200 tuning
+    them cost 2.4-10.4 s per child against 0.4-0.6 s for a 1-epoch fine-tune, with no faster
+    steps after (benchmarks/RESULTS.md, "The GPU suite").
+
     Args:
         net: Maps normalised ``(B, C, H, W)`` images to logits.
         data: The splits and normalisation; moved to `device` if they live elsewhere.
@@ -141,7 +146,7 @@ def fine_tune(
     device = resolve_device(device)
     train = data.train if config.train_split == "train" else _concat(data.train, data.val)
     eval_split = getattr(data, config.eval_split) if config.eval_split else None
-    amp = device.type == "cuda" if config.amp is None else config.amp
+    amp = bool(config.amp)
     progress = _Progress()
     accuracy = eval_loss = None
     was_training, oom = net.training, False
@@ -150,29 +155,20 @@ def fine_tune(
         if not all(_is_on(t, device) for t in [*net.parameters(), *net.buffers()]):
             net.to(device)
         channels_last = _use_channels_last(config.channels_last, net, device)
-        with _cudnn_benchmark(device.type == "cuda"):
-            if channels_last:
-                net.to(memory_format=torch.channels_last)
-            _train(
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        _train(
+            net, train.to(device), data, config, generator, progress, amp, channels_last, on_epoch
+        )
+        if eval_split is not None and len(eval_split) and not progress.diverged:
+            accuracy, eval_loss = evaluate(
                 net,
-                train.to(device),
-                data,
-                config,
-                generator,
-                progress,
-                amp,
-                channels_last,
-                on_epoch,
+                eval_split.to(device),
+                mean=data.mean,
+                std=data.std,
+                batch_size=config.eval_batch_size,
+                amp=amp,
             )
-            if eval_split is not None and len(eval_split) and not progress.diverged:
-                accuracy, eval_loss = evaluate(
-                    net,
-                    eval_split.to(device),
-                    mean=data.mean,
-                    std=data.std,
-                    batch_size=config.eval_batch_size,
-                    amp=amp,
-                )
     except RuntimeError as e:  # torch.OutOfMemoryError, or cuDNN's allocation failures
         if not is_out_of_memory(e):
             raise
@@ -224,7 +220,7 @@ def evaluate(
         mean: Per-channel mean used for normalisation (``DataBundle.mean``).
         std: Per-channel std used for normalisation (``DataBundle.std``).
         batch_size: Images per batch; None: 1024 on CPU, 4096 on CUDA.
-        amp: bf16 autocast; None: on CUDA only.
+        amp: bf16 autocast; None or False: off (fp32).
 
     Returns:
         ``(accuracy, loss)``; the loss is nan or inf if the network's outputs are.
@@ -235,7 +231,7 @@ def evaluate(
     if batch_size is None:
         batch_size = 4096 if device.type == "cuda" else 1024
     batch_size = min(batch_size, len(split))  # so that the first halving makes batches smaller
-    autocast = _autocast(device, device.type == "cuda" if amp is None else amp)
+    autocast = _autocast(device, bool(amp))
     was_training = net.training
     net.eval()
     try:
@@ -392,8 +388,8 @@ def _concat(a: Split, b: Split) -> Split:
 def _use_channels_last(option: bool | None, net: nn.Module, device: torch.device) -> bool:
     if option is not None:
         return option
-    if device.type == "cuda":
-        return True
+    if device.type != "cpu":  # on an H200, NCHW was as fast or faster for every net measured
+        return False
     # On CPU the full-resolution convs dominate; oneDNN's NHWC kernels beat NCHW there only
     # from 16 filters up (benchmarks/RESULTS.md), so look at the convs before the first pool.
     widths = []
@@ -415,17 +411,6 @@ def _autocast(device: torch.device, enabled: bool) -> Any:
     if not enabled:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-@contextmanager
-def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
-    """Let cuDNN pick the fastest kernels for each new shape, then restore the global flag."""
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = previous or enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
 
 
 def _release_memory(device: torch.device) -> None:

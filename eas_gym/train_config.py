@@ -44,9 +44,12 @@ class TrainConfig:
         train_split: ``"train"``, or ``"train+val"`` to train on every training image.
         eval_split: Split evaluated after training: ``"val"``, ``"test"`` or None (skip).
         eval_batch_size: Images per evaluation batch; None: 1024 on CPU, 4096 on CUDA.
-        channels_last: NHWC memory format; None: on CUDA, and on CPU when the convs before the
-            first pool all have at least 16 filters (where it measured faster).
-        amp: bf16 autocast; None: on CUDA only.
+        channels_last: NHWC memory format; None: on CPU when the convs before the first pool
+            all have at least 16 filters (where it measured faster), never on a GPU (an H200
+            stepped as fast or faster in NCHW for every net measured).
+        amp: bf16 autocast; None or False: off. On an H200 bf16 was no faster for these
+            launch-bound nets at batch 64 (benchmarks/RESULTS.md, "The GPU suite"); fp32
+            convolutions there run in TF32, torch's default.
     """
 
     epochs: float = 20.0

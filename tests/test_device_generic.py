@@ -182,6 +182,34 @@ def test_training_steps_on_the_meta_device(monkeypatch, small_data):
     assert result.steps == 6 and result.ok  # augmented, shuffled batches and SGD on the device
 
 
+def test_a_gpu_trains_in_fp32_nchw_without_autotuning(monkeypatch, small_data):
+    """On CUDA, fine_tune's defaults are fp32, NCHW and cuDNN autotuning left off.
+
+    On an H200 autotuning cost 2.4-10.4 s per new child for no faster steps, and bf16 + NHWC
+    stepped no faster (benchmarks/RESULTS.md). The device is faked up to the training loop,
+    which records what it was asked to do.
+    """
+    import eas_gym.train as train_module
+
+    asked = []
+
+    def record(net, train, data, config, generator, progress, amp, channels_last, on_epoch):
+        asked.append((amp, channels_last, torch.backends.cudnn.benchmark))
+
+    monkeypatch.setattr(train_module, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(train_module, "_is_on", lambda tensor, device: True)
+    monkeypatch.setattr(Split, "to", lambda self, device: self)
+    monkeypatch.setattr(train_module, "_train", record)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    net = build_net(SMALL_START, generator=torch.Generator().manual_seed(0))
+    for config in (
+        TrainConfig(epochs=1.0, eval_split=None),
+        TrainConfig(epochs=1.0, eval_split=None, amp=True, channels_last=True),
+    ):
+        fine_tune(net, small_data, config, generator=torch.Generator(), device="cuda")
+    assert asked == [(False, False, False), (True, True, False)]
+
+
 # ---- TF32 and out of memory -----------------------------------------------------------------
 
 
