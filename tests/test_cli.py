@@ -327,19 +327,29 @@ def test_a_wheel_installs_and_runs(tmp_path):
         text=True,
         check=True,
     ).stdout.strip()
-    ours = [p for p in (*site.getsitepackages(), site.getusersitepackages()) if os.path.isdir(p)]
-    Path(purelib, "_tested_env.pth").write_text("\n".join(ours) + "\n")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # PYTHONPATH's folders too (where a machine keeps packages outside site-packages), but not
+    # the checkout: the subprocesses run without PYTHONPATH, so only the wheel can be found
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    extra = [p for p in extra if os.path.realpath(p) != os.path.realpath(repo)]
+    ours = [p for p in (*site.getsitepackages(), site.getusersitepackages()) if os.path.isdir(p)]
+    Path(purelib, "_tested_env.pth").write_text("\n".join([*ours, *extra]) + "\n")
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     flags = ["--no-deps", "--no-index", "--no-build-isolation"]  # offline: setuptools is ours
     built = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", *flags, repo],
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=clean,
     )
     assert built.returncode == 0, built.stderr[-3000:]
     done = subprocess.run(
-        [str(venv / "bin" / "eas-gym"), "list"], capture_output=True, text=True, cwd=tmp_path
+        [str(venv / "bin" / "eas-gym"), "list"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean,
     )
     assert done.returncode == 0 and "EAS-CIFAR10-v0" in done.stdout, done.stderr
     where = subprocess.run(
@@ -347,6 +357,7 @@ def test_a_wheel_installs_and_runs(tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=clean,
     )
     assert where.returncode == 0 and purelib in where.stdout, where.stdout + where.stderr
 

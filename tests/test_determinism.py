@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env, data_equivalence
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import eas_gym  # noqa: F401
 from eas_gym.arch import Arch
@@ -58,8 +57,9 @@ def test_checkers_pass_on_a_fresh_store(env_id, tmp_path):
         check_env(env, skip_render_check=True)
     allowed = ("is out of date",)  # gym.make's note on EAS-CIFAR10-CPU-v0, kept on purpose
     assert [str(w.message) for w in caught if not any(a in str(w.message) for a in allowed)] == []
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")  # the sb3 extra
     kwargs["store"] = str(tmp_path / "sb3.sqlite")
-    sb3_check_env(gym.make(env_id, **kwargs), warn=True)
+    sb3_checker.check_env(gym.make(env_id, **kwargs), warn=True)
 
 
 def _trajectory(env, seed, actions=None, steps=None):
