@@ -150,10 +150,11 @@ class Arch:
         >>> Arch.from_string("C4-3 C4-3 MP C8-3 GAP FC8").blocks()
         [[0, 1], [3], [4]]
         """
-        return [list(block) for block in self._blocks]
+        return [list(block) for block in self.block_indices]
 
     @functools.cached_property
-    def _blocks(self) -> tuple[tuple[int, ...], ...]:
+    def block_indices(self) -> tuple[tuple[int, ...], ...]:
+        """:meth:`blocks` as tuples, computed once per (frozen) instance: no copy per call."""
         blocks: list[list[int]] = [[]]
         for i, layer in enumerate(self.layers[: self.num_feature_layers]):
             if isinstance(layer, Pool):
@@ -181,10 +182,18 @@ class Arch:
 
     def input_width(self, index: int) -> int:
         """Channels or features entering the layer at `index` (len(layers) = the classifier)."""
-        for j in range(index - 1, -1, -1):
-            if not isinstance(self.layers[j], Pool):
-                return self.width(j)
-        return self.in_channels
+        return self._input_widths[index]
+
+    @functools.cached_property
+    def _input_widths(self) -> tuple[int, ...]:
+        # one pass, not one walk back per layer: the costs ask for every layer's
+        widths, current = [], self.in_channels
+        for layer in self.layers:
+            widths.append(current)
+            if not isinstance(layer, Pool):
+                current = self.width(len(widths) - 1)
+        widths.append(current)
+        return tuple(widths)
 
     def min_input_size(self) -> int:
         """Smallest square input side that survives every pool."""
@@ -407,7 +416,7 @@ class SearchSpace:
     def contains(self, arch: Arch) -> bool:
         """Whether `arch` respects this space's limits (widths may be off-list)."""
         return len(arch.layers) <= self.max_layers and all(
-            len(block) <= self.max_layers_per_block for block in arch.blocks()
+            len(block) <= self.max_layers_per_block for block in arch.block_indices
         )
 
 

@@ -325,6 +325,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         widths = self.observation_space.spaces["width"]
         self._num_widths = int(widths.nvec[0]) if isinstance(widths, spaces.MultiDiscrete) else 1
         self.action_space = self.family.action_space(self.start_arch)
+        self._action_bounds: tuple[spaces.Space, np.ndarray, np.ndarray] | None = None
 
         self._start_key = self.eval_config.start_key()  # a hash: once, not at every reset
         self.config_key = self.scorer.config_key
@@ -484,10 +485,13 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         space = self.action_space
         if not isinstance(space, spaces.MultiDiscrete):
             return space.contains(action)
+        if self._action_bounds is None or self._action_bounds[0] is not space:  # once per space
+            self._action_bounds = (space, space.start, space.start + space.nvec - 1)
+        _, low, high = self._action_bounds
         return (
             action.shape == space.shape
             and np.can_cast(action.dtype, space.dtype)
-            and bool(((space.start <= action) & (action <= space.start + space.nvec - 1)).all())
+            and bool(((low <= action) & (action <= high)).all())
         )
 
     def _live(self) -> _Episode:

@@ -300,7 +300,7 @@ def _check_limits(new_arch: Arch, space: SearchSpace, layer: int) -> None:
             f"deepening layer {layer} gives {len(new_arch.layers)} layers, over the space's "
             f"`max_layers` {space.max_layers}"
         )
-    block = next(b for b in new_arch.blocks() if layer + 1 in b)
+    block = next(b for b in new_arch.block_indices if layer + 1 in b)
     if len(block) > space.max_layers_per_block:
         raise ValueError(
             f"deepening layer {layer} gives a block of {len(block)} layers, over the space's "

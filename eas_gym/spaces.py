@@ -102,8 +102,8 @@ def legal_deepen(arch: Arch, space: SearchSpace) -> list[int]:
 def _deepen_positions(arch: Arch, space: SearchSpace) -> tuple[int, ...]:
     if len(arch.layers) >= space.max_layers:
         return ()
-    legal = []
-    for block in arch.blocks():
+    legal: list[int] = []
+    for block in arch.block_indices:
         if len(block) < space.max_layers_per_block:
             legal += block
     return tuple(sorted(legal))

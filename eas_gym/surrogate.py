@@ -24,7 +24,7 @@ def surrogate_accuracy(arch: Arch, space: SearchSpace) -> float:
     >>> 0.1 < surrogate_accuracy(SMALL_START, SMALL_SPACE) < 0.5
     True
     """
-    blocks = [b for b in arch.blocks()[:-1] if b]
+    blocks = [b for b in arch.block_indices[:-1] if b]
     score = 0.0
     for block in blocks:
         convs = [arch.layers[i] for i in block]  # a conv block holds convs only
@@ -33,7 +33,7 @@ def surrogate_accuracy(arch: Arch, space: SearchSpace) -> float:
         depth = len(block) / space.max_layers_per_block
         score += math.sqrt(width * depth)
     score /= max(len(blocks), 1)
-    hidden = [arch.layers[i] for i in arch.blocks()[-1]]  # the FC block
+    hidden = [arch.layers[i] for i in arch.block_indices[-1]]  # the FC block
     units = sum(layer.units for layer in hidden if isinstance(layer, FC))
     fc = units / (space.units[-1] * space.max_layers_per_block)
     return 0.1 + 0.85 * math.tanh(2.0 * score + 0.3 * fc)
