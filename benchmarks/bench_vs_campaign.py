@@ -1,0 +1,140 @@
+"""EAS-Bench against the long run's trainings it was not fitted on (issue 29).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_vs_campaign.py [--fit-commit cb05459]
+
+The packaged model (``eas_gym/bench_models/cifar10_cpu_v2.json``) was fitted at
+``--fit-commit`` on every ``-v2`` training then under ``benchmarks/data``. The studies have
+trained more since (the long run, ``cpu_v2_long``, 300 networks per search, and the 60-network
+study's fixed-policy arm), and none of those trainings was seen by the fit. This scores the
+model on them alone, as they come: per search (agent and seed) and by a child's place in its
+search (1-60, the range of the 60-network study the fit saw most of, or 61-300, beyond it):
+
+* R^2, Spearman, Kendall tau and sparse tau (:func:`bench_models.ranking_metrics`) of the
+  model's mean against each training's accuracy, beside the noise ceiling (what a perfect mean
+  model would score against trainings this noisy, :func:`bench_models.noise_ceiling` with the
+  model's own sd);
+* bias: the mean of accuracy minus prediction (points), and the share of trainings inside
+  the model's 95% interval (mean +- 1.96 sd), which a calibrated noise model puts at 95%.
+
+Prints one JSON line and writes it to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_data  # noqa: E402
+import bench_models as bm  # noqa: E402
+
+from eas_gym.bench import BenchModel  # noqa: E402
+
+FIT_COMMIT = "cb05459"
+"""The commit that wrote the packaged model (``git log -- eas_gym/bench_models``)."""
+STUDY_LENGTH = 60
+"""Networks per search in the study the fit saw most of."""
+
+
+def _key(t: bench_data.Training) -> tuple[Any, ...]:
+    return (t.source, t.net, t.lineage, t.accuracy)
+
+
+def fitted_on(commit: str) -> set[tuple[Any, ...]]:
+    """The trainings under ``benchmarks/data`` at `commit` (what the model was fitted on)."""
+    repo = HERE.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "data.tar"
+        subprocess.run(
+            ["git", "archive", "-o", str(archive), commit, "benchmarks/data"], cwd=repo, check=True
+        )
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        trainings, _ = bench_data.load_trainings(Path(tmp) / "benchmarks" / "data")
+    return {_key(t) for t in trainings}
+
+
+def places(data: Path) -> dict[tuple[Any, ...], int]:
+    """Each child record's place in its search (1-based), by training key."""
+    found = {}
+    for study in ("cpu_v2_study", "cpu_v2_long"):
+        for path in sorted((data / study).glob("*/seed-*/children*.jsonl")):
+            source = f"{study}/{path.parent.parent.name}/{path.parent.name}/{path.name}"
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                r = json.loads(line)
+                found[(source, r["net"], r.get("lineage"), float(r["accuracy"]))] = i
+    return found
+
+
+def scores(y: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict[str, Any]:
+    """Ranking, bias and coverage of one group of trainings."""
+    out: dict[str, Any] = {"n": len(y)}
+    if len(y) >= 3:
+        out.update(bm.ranking_metrics(y, mean))
+        nets = np.arange(len(y)).astype(str)  # one training per point: noise is a training's
+        ceiling = bm.noise_ceiling(y, nets, np.ones(len(y), bool), float(np.mean(sd)))
+        out["ceiling"] = {k: ceiling[k] for k in ("r2", "spearman", "kendall_tau")}
+    out["bias_points"] = float(100 * np.mean(y - mean))
+    out["mae_points"] = float(100 * np.mean(np.abs(y - mean)))
+    out["inside_95"] = float(np.mean(np.abs(y - mean) <= 1.96 * sd))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit-commit", default=FIT_COMMIT)
+    parser.add_argument("--data", type=Path, default=bench_data.DATA)
+    parser.add_argument("--out", type=Path, default=HERE / "data" / "bench" / "vs_campaign.json")
+    args = parser.parse_args()
+
+    seen = fitted_on(args.fit_commit)
+    trainings, _ = bench_data.load_trainings(args.data)
+    new = [t for t in trainings if _key(t) not in seen]
+    if not new:
+        raise SystemExit(f"no training under {args.data} is newer than {args.fit_commit}'s fit")
+    model = BenchModel.load()
+    mean, sd = np.empty(len(new)), np.empty(len(new))
+    by_start = defaultdict(list)
+    for i, t in enumerate(new):
+        by_start[t.start_accuracy].append(i)
+    for start, idx in by_start.items():
+        nets = [new[i].net for i in idx]
+        mean[idx] = model.mean(nets, start_accuracy=start)
+        sd[idx] = model.sd(nets, start_accuracy=start)
+    y = np.array([t.accuracy for t in new])
+    place = places(args.data)
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(new):
+        run = "/".join(t.source.split("/")[:3])
+        groups[f"{run} ({t.kind})"].append(i)
+        if t.kind == "child":
+            at = place[_key(t)]
+            groups["networks 1-60" if at <= STUDY_LENGTH else "networks 61-300"].append(i)
+    groups["all"] = list(range(len(new)))
+    result = {
+        "benchmark": "bench_vs_campaign",
+        "fit_commit": args.fit_commit,
+        "fitted_trainings": len(seen),
+        "new_trainings": len(new),
+        "groups": {g: scores(y[idx], mean[idx], sd[idx]) for g, idx in sorted(groups.items())},
+    }
+    line = json.dumps(result)
+    print(line)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
