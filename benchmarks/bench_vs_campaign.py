@@ -1,18 +1,22 @@
 """EAS-Bench against the long run's trainings it was not fitted on (issue 29).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_vs_campaign.py [--fit-commit cb05459]
+    OMP_NUM_THREADS=1 python benchmarks/bench_vs_campaign.py [--fit-data f92cb89]
 
-The packaged model (``eas_gym/bench_models/cifar10_cpu_v2.json``) was fitted at
-``--fit-commit`` on every ``-v2`` training then under ``benchmarks/data``. The studies have
-trained more since (the long run, ``cpu_v2_long``, 300 networks per search, and the 60-network
-study's fixed-policy arm), and none of those trainings was seen by the fit. This scores the
-model on them alone, as they come: per search (agent and seed) and by a child's place in its
-search (1-60, the range of the 60-network study the fit saw most of, or 61-300, beyond it):
+The packaged model (``eas_gym/bench_models/cifar10_cpu_v2.json``, committed in cb05459) was
+fitted on the ``-v2`` trainings under ``benchmarks/data`` as committed in ``--fit-data``
+(f92cb89, three minutes later: the records the fit read were committed after the model; the
+script checks that the count equals the model file's ``data.trainings``). The studies have
+trained more since (the long run, ``cpu_v2_long``, 300 networks per search, and the
+60-network study's fixed-policy arm), and none of those trainings was seen by the fit. This
+scores the model on them alone, as they come: per search (agent and seed), and within the long
+run by a child's place in its search (1-60, the range of the 60-network study the fit saw most
+of, or 61-300, beyond it; compared within the same runs, so that no arm's bias leaks into the
+contrast):
 
 * R^2, Spearman, Kendall tau and sparse tau (:func:`bench_models.ranking_metrics`) of the
   model's mean against each training's accuracy, beside the noise ceiling (what a perfect mean
   model would score against trainings this noisy, :func:`bench_models.noise_ceiling` with the
-  model's own sd);
+  root mean square of the model's own sd);
 * bias: the mean of accuracy minus prediction (points), and the share of trainings inside
   the model's 95% interval (mean +- 1.96 sd), which a calibrated noise model puts at 95%.
 
@@ -39,10 +43,10 @@ sys.path.insert(0, str(HERE))
 import bench_data  # noqa: E402
 import bench_models as bm  # noqa: E402
 
-from eas_gym.bench import BenchModel  # noqa: E402
+from eas_gym.bench import DEFAULT_MODEL_PATH, BenchModel  # noqa: E402
 
-FIT_COMMIT = "cb05459"
-"""The commit that wrote the packaged model (``git log -- eas_gym/bench_models``)."""
+FIT_DATA = "f92cb89"
+"""The commit whose records the packaged model was fitted on (its 1,548 trainings)."""
 STUDY_LENGTH = 60
 """Networks per search in the study the fit saw most of."""
 
@@ -52,7 +56,11 @@ def _key(t: bench_data.Training) -> tuple[Any, ...]:
 
 
 def fitted_on(commit: str) -> set[tuple[Any, ...]]:
-    """The trainings under ``benchmarks/data`` at `commit` (what the model was fitted on)."""
+    """The trainings under ``benchmarks/data`` at `commit` (what the model was fitted on).
+
+    Raises:
+        SystemExit: If their count differs from the model file's ``data.trainings``.
+    """
     repo = HERE.parent
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "data.tar"
@@ -62,6 +70,12 @@ def fitted_on(commit: str) -> set[tuple[Any, ...]]:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         trainings, _ = bench_data.load_trainings(Path(tmp) / "benchmarks" / "data")
+    fitted = json.loads(DEFAULT_MODEL_PATH.read_text())["data"]["trainings"]
+    if len(trainings) != fitted:
+        raise SystemExit(
+            f"{commit}'s records hold {len(trainings)} trainings, the model was fitted on "
+            f"{fitted}: not the fit's data"
+        )
     return {_key(t) for t in trainings}
 
 
@@ -71,8 +85,7 @@ def places(data: Path) -> dict[tuple[Any, ...], int]:
     for study in ("cpu_v2_study", "cpu_v2_long"):
         for path in sorted((data / study).glob("*/seed-*/children*.jsonl")):
             source = f"{study}/{path.parent.parent.name}/{path.parent.name}/{path.name}"
-            for i, line in enumerate(path.read_text().splitlines(), 1):
-                r = json.loads(line)
+            for i, r in enumerate(bench_data._read_jsonl(path), 1):  # a run may be writing
                 found[(source, r["net"], r.get("lineage"), float(r["accuracy"]))] = i
     return found
 
@@ -83,7 +96,8 @@ def scores(y: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict[str, Any]:
     if len(y) >= 3:
         out.update(bm.ranking_metrics(y, mean))
         nets = np.arange(len(y)).astype(str)  # one training per point: noise is a training's
-        ceiling = bm.noise_ceiling(y, nets, np.ones(len(y), bool), float(np.mean(sd)))
+        noise = float(np.sqrt(np.mean(sd**2)))
+        ceiling = bm.noise_ceiling(y, nets, np.ones(len(y), bool), noise)
         out["ceiling"] = {k: ceiling[k] for k in ("r2", "spearman", "kendall_tau")}
     out["bias_points"] = float(100 * np.mean(y - mean))
     out["mae_points"] = float(100 * np.mean(np.abs(y - mean)))
@@ -93,16 +107,16 @@ def scores(y: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit-commit", default=FIT_COMMIT)
+    parser.add_argument("--fit-data", default=FIT_DATA, help="the commit of the fit's records")
     parser.add_argument("--data", type=Path, default=bench_data.DATA)
     parser.add_argument("--out", type=Path, default=HERE / "data" / "bench" / "vs_campaign.json")
     args = parser.parse_args()
 
-    seen = fitted_on(args.fit_commit)
+    seen = fitted_on(args.fit_data)
     trainings, _ = bench_data.load_trainings(args.data)
     new = [t for t in trainings if _key(t) not in seen]
     if not new:
-        raise SystemExit(f"no training under {args.data} is newer than {args.fit_commit}'s fit")
+        raise SystemExit(f"no training under {args.data} is newer than {args.fit_data}'s")
     model = BenchModel.load()
     mean, sd = np.empty(len(new)), np.empty(len(new))
     by_start = defaultdict(list)
@@ -119,13 +133,20 @@ def main() -> None:
     for i, t in enumerate(new):
         run = "/".join(t.source.split("/")[:3])
         groups[f"{run} ({t.kind})"].append(i)
-        if t.kind == "child":
-            at = place[_key(t)]
-            groups["networks 1-60" if at <= STUDY_LENGTH else "networks 61-300"].append(i)
+        at = place.get(_key(t))
+        if t.kind == "child" and at is not None and run.startswith("cpu_v2_long/"):
+            within = "1-60" if at <= STUDY_LENGTH else "61-300"
+            groups[f"long run, children {within}"].append(i)
     groups["all"] = list(range(len(new)))
     result = {
         "benchmark": "bench_vs_campaign",
-        "fit_commit": args.fit_commit,
+        "fit_data": args.fit_data,
+        "records": {  # what this was measured on, since the runs go on writing
+            str(p.relative_to(args.data)): len(bench_data._read_jsonl(p))
+            for study in ("cpu_v2_study", "cpu_v2_long")
+            for p in sorted((args.data / study).glob("*/seed-*/*.jsonl"))
+            if p.name.startswith(("children", "recheck"))
+        },
         "fitted_trainings": len(seen),
         "new_trainings": len(new),
         "groups": {g: scores(y[idx], mean[idx], sd[idx]) for g, idx in sorted(groups.items())},

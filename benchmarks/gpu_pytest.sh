@@ -3,7 +3,7 @@
 # the GPU, which the CPU-only CI never does. For the device tool (benchmarks/RESULTS.md, "The
 # GPU suite"): after installing .device_bundle's wheels, `bash benchmarks/gpu_pytest.sh OUT
 # [SECONDS]` writes OUT/pytest.log and OUT/pytest.xml. Tests needing packages the image lacks
-# (stable-baselines3, optuna, ray, lightgbm) fail to collect and are listed, not hidden.
+# (stable-baselines3, optuna, ray, lightgbm) skip, with the reason in the log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: gpu_pytest.sh OUT [SECONDS]}"

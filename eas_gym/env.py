@@ -19,7 +19,7 @@ from gymnasium import spaces
 
 from eas_gym.arch import Arch
 from eas_gym.data import dataset_classes, dataset_identity, resolve_device
-from eas_gym.eval_config import WEIGHTLESS_EVALUATORS, EvalConfig, lineage_step
+from eas_gym.eval_config import WEIGHTLESS_EVALUATORS, EvalConfig, device_key, lineage_step
 from eas_gym.family import FAMILIES, AnyArch
 from eas_gym.net2net import WIDER, StateDict, parse_schedule
 from eas_gym.own_data import check_own_dataset, is_own_dataset
@@ -304,7 +304,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             # each; a GPU trains with TF32 convolutions, the CPU in plain fp32
             reward_mode=reward_mode,
             noise=noise,
-            device_type="cuda-fp32" if self.device.type == "cuda" else self.device.type,
+            device_type=device_key(self.device.type),
             probe_size=probe_size,
         )
         """Everything besides the net string that decides a child's accuracy (the cache key)."""

@@ -15,7 +15,7 @@ from typing import Any
 from eas_gym.store import config_key
 from eas_gym.train_config import TrainConfig
 
-__all__ = ["KEY_VERSION", "WEIGHTLESS_EVALUATORS", "EvalConfig", "lineage_step"]
+__all__ = ["KEY_VERSION", "WEIGHTLESS_EVALUATORS", "EvalConfig", "device_key", "lineage_step"]
 
 WEIGHTLESS_EVALUATORS = ("surrogate", "bench")
 """Evaluators that score an architecture without weights: a hand-written formula, and
@@ -26,6 +26,18 @@ KEY_VERSION = 2
 :meth:`EvalConfig.legacy_key`)."""
 
 _LEGACY_PROBE_SIZE = 64  # 0.1.0's default probe size: its rows are read as this probe size
+
+
+def device_key(device_type: str) -> str:
+    """What :attr:`EvalConfig.device_type` records for a device type: its numerics.
+
+    A GPU trains in fp32 with TF32 convolutions since 2026-12 (bf16 autocast before, keyed
+    ``"cuda"``): the new key keeps old bf16 rows from being served for fp32 children.
+
+    >>> device_key("cuda"), device_key("cpu")
+    ('cuda-fp32', 'cpu')
+    """
+    return "cuda-fp32" if device_type == "cuda" else device_type
 
 
 @dataclass(frozen=True)

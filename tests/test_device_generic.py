@@ -154,7 +154,8 @@ def test_evaluation_runs_on_fake_cuda(fake_cuda, small_data):
     with mode:
         net = build_net(SMALL_START, {k: to_cuda(v) for k, v in state.items()})
         val = Split(to_cuda(small_data.val.images), to_cuda(small_data.val.labels))
-        evaluate(net, val, mean=small_data.mean, std=small_data.std)  # bf16 autocast
+        evaluate(net, val, mean=small_data.mean, std=small_data.std)  # fp32, the default
+        evaluate(net, val, mean=small_data.mean, std=small_data.std, amp=True)  # bf16
 
 
 def test_training_steps_on_the_meta_device(monkeypatch, small_data):

@@ -6,7 +6,7 @@ import gymnasium as gym
 import pytest
 
 from eas_gym import EvalConfig, TrainConfig
-from eas_gym.eval_config import KEY_VERSION, lineage_step
+from eas_gym.eval_config import KEY_VERSION, device_key, lineage_step
 from eas_gym.store import config_key
 
 BASE = EvalConfig(
@@ -84,3 +84,11 @@ def test_lineage_depends_on_every_part_and_its_order():
     assert lineage_step(lineage_step("s", wider), deeper) != lineage_step(
         lineage_step("s", deeper), wider
     )
+
+
+def test_gpu_children_and_start_nets_are_keyed_apart_from_the_old_bf16_rows():
+    """GPUs train in fp32 since 2026-12: a store's bf16 rows (keyed "cuda") must not serve."""
+    old = dataclasses.replace(BASE, device_type="cuda")
+    new = dataclasses.replace(BASE, device_type=device_key("cuda"))
+    assert new.key() != old.key() and new.start_key() != old.start_key()
+    assert dataclasses.replace(BASE, device_type=device_key("cpu")).key() == BASE.key()
