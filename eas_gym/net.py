@@ -84,6 +84,8 @@ class EASNet(nn.Module):
         self._init_weights(generator)
 
     def _init_weights(self, generator: torch.Generator | None) -> None:
+        if self.classifier.weight.is_meta:  # built to take a state (build_module): no values;
+            return  # drawing there imports torch._dynamo (2.5 s), which no evaluation needs
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(

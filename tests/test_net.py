@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -59,3 +62,25 @@ def test_build_with_weights_leaves_the_global_rng_alone():
     build_net(SMALL_START, state)
     build_net(SMALL_START, generator=torch.Generator().manual_seed(1))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_building_from_a_state_draws_nothing_and_imports_no_compiler():
+    """A net built to take a state is made on ``meta`` with no init: drawing normal_ there went
+    through torch's reference kernels and imported torch._dynamo, 2.5 s in a fresh process
+    that only evaluates (a training process imports it anyway, in torch.optim)."""
+    code = (
+        "import sys, torch\n"
+        "from eas_gym.arch import SMALL_START\n"
+        "from eas_gym.densenet import DENSE_SMALL_START, build_dense_net\n"
+        "from eas_gym.net import build_net\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "plain = build_net(SMALL_START, generator=g).state_dict()\n"
+        "dense = build_dense_net(DENSE_SMALL_START, generator=g).state_dict()\n"
+        "assert torch.equal(build_net(SMALL_START, plain).state_dict()['classifier.weight'],\n"
+        "                   plain['classifier.weight'])\n"
+        "build_dense_net(DENSE_SMALL_START, dense)\n"
+        "print(any(m.startswith('torch._dynamo') for m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
