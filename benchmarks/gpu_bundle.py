@@ -11,12 +11,14 @@ the folder that the device run carries (``carry: [".device_bundle"]``):
   are in the device image, and the script checks that the wheel asks for nothing else;
 * ``cifar10_subset.npz``: a class-balanced CIFAR-10 subset in Keras's layout (``x_train``
   ``(N, 32, 32, 3)`` uint8, ``y_train`` ``(N, 1)``, ``x_test``, ``y_test``), drawn with
-  eas_gym's own split (seed 88) from torchvision's ``cifar-10-batches-py/``. Default 10,000
-  training images (the suite splits 5,000 of them off for validation, leaving 5,000 to train
+  eas_gym's own split (seed 88) from torchvision's ``cifar-10-batches-py/``. On 2026-12-04
+  10,000 training images (the suite splits 5,000 of them off for validation, leaving 5,000 to train
   on) and 1,000 test images: 11,000 images are 34 MB raw. CIFAR compresses poorly (zlib: 92%
   of raw), so the arrays are stored with LZMA (76%), which ``numpy.load`` reads like any
   ``.npz``: about 24.5 MiB. With the repository (35.6 MiB on 2026-12-04, most of it study
-  records) about 60.5 MiB travel, under the tool's 64 MiB: the script warns when it is close;
+  records) about 60.5 MiB travel, under the tool's 64 MiB. By default the script takes as many
+  training images as fit (:func:`fitting_train_images`, 3 MiB left free), and refuses a
+  bundle that would not travel;
 * ``manifest.json``: what was written, the sizes, the file's SHA-256 and the repo's commit.
 
 Images are drawn per class in eas_gym's fixed order, so a smaller ``--train`` is a subset of a
@@ -50,6 +52,11 @@ WHEELS = ("gymnasium", "farama-notifications")
 IN_IMAGE = ("numpy", "cloudpickle", "typing-extensions")
 """gymnasium's other needs, already in the device image (its KINDS.md package list)."""
 LIMIT_MIB = 64
+MARGIN_MIB = 3.0
+"""Left free under LIMIT_MIB: the records grow while a session runs."""
+MIB_PER_IMAGE = 24.46 / 11000
+"""LZMA-compressed CIFAR-10 per image (11,000 images were 24.46 MiB on 2026-12-04)."""
+WHEELS_MIB = 0.5
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
 
@@ -114,6 +121,26 @@ def check_requirements(folder: Path) -> None:
                 raise SystemExit(f"{wheel.name} needs {need!r}: carry it too (or add to IN_IMAGE)")
 
 
+def fitting_train_images(repo_mib: float, test: int = TEST_IMAGES) -> int:
+    """The most training images (a multiple of 1,000) that travel with the tree under the limit.
+
+    >>> fitting_train_images(35.6)
+    10000
+
+    Raises:
+        SystemExit: If fewer than VAL_IMAGES + 1,000 would fit: the tree must shrink first.
+    """
+    room = LIMIT_MIB - MARGIN_MIB - WHEELS_MIB - repo_mib
+    train = int(room / MIB_PER_IMAGE - test) // 1000 * 1000
+    if train < VAL_IMAGES + 1000:
+        raise SystemExit(
+            f"the working tree is {repo_mib:.1f} MiB: only {max(train, 0)} training images would "
+            f"fit under the device tool's {LIMIT_MIB} MiB, fewer than the {VAL_IMAGES + 1000} "
+            "the suite needs; keep fewer records in the tree, or pass --train"
+        )
+    return train
+
+
 def tree_bytes() -> int:
     """Bytes of what the device tool sends without the bundle: tracked + untracked-not-ignored."""
     listed = subprocess.run(
@@ -138,11 +165,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=BUNDLE)
-    parser.add_argument("--train", type=int, default=TRAIN_IMAGES, help="training images")
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=None,
+        help="training images (default: the most that fit beside the working tree)",
+    )
     parser.add_argument("--test", type=int, default=TEST_IMAGES, help="test images")
     parser.add_argument("--no-wheels", action="store_true", help="the data only")
     args = parser.parse_args(argv)
 
+    if args.train is None:
+        args.train = fitting_train_images(tree_bytes() / 2**20, args.test)
     args.out.mkdir(parents=True, exist_ok=True)
     wheels = [] if args.no_wheels else download_wheels(args.out / "whl")
     arrays = keras_arrays(args.data_dir, args.train, args.test)
@@ -170,7 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
     manifest["total_mib"] = round(manifest["bundle_mib"] + manifest["repo_mib"], 2)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest, indent=2))
-    if manifest["total_mib"] > LIMIT_MIB - 4:
+    if manifest["total_mib"] > LIMIT_MIB:
+        raise SystemExit(f"{manifest['total_mib']} MiB would travel: over {LIMIT_MIB} MiB")
+    if manifest["total_mib"] > LIMIT_MIB - MARGIN_MIB:
         print(f"warning: {manifest['total_mib']} MiB would travel, near the {LIMIT_MIB} MiB limit")
     return manifest
 

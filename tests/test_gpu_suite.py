@@ -115,3 +115,10 @@ def test_gpu_suite_refuses_a_machine_without_cuda(tmp_path):
         pytest.skip("this machine has CUDA")
     done = _suite(tmp_path, timeout=120)
     assert done.returncode != 0 and "no CUDA device" in done.stdout
+
+
+def test_the_bundle_takes_the_most_images_that_travel_with_the_tree():
+    assert gpu_bundle.fitting_train_images(35.6) == 10000  # the 2026-12-04 bundle
+    assert gpu_bundle.fitting_train_images(20.0) > gpu_bundle.fitting_train_images(35.6)
+    with pytest.raises(SystemExit, match="keep fewer records"):
+        gpu_bundle.fitting_train_images(52.0)
