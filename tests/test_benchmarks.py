@@ -143,15 +143,23 @@ def test_morph_speed_smoke(tmp_path):
         assert report["space"] == space and report["seconds"]["train_step"] > 0 and png.exists()
 
 
-def test_bench_vs_real_reads_two_reports(tmp_path):
-    out = tmp_path / "vs_real.md"
+def run_report_script(name: str, out: Path, timeout: float) -> subprocess.CompletedProcess:
+    """A script that reads the committed records and writes `out`; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_vs_real.py"), "--out", str(out)],
+        [sys.executable, str(BENCHMARKS / name), "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=BENCHMARKS.parent,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_bench_vs_real_reads_two_reports(tmp_path):
+    out = tmp_path / "vs_real.md"
+    done = run_report_script("bench_vs_real.py", out, timeout=60)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(report["metrics"]) >= {"last_third_mean", "best", "recheck_mean"}
     assert "| recheck_mean | evolution |" in out.read_text()
@@ -164,15 +172,7 @@ def test_bench_vs_campaign_scores_only_what_the_fit_never_saw(tmp_path):
     if fit.returncode != 0:
         pytest.skip("a shallow clone: the fit's commit is not here")
     out = tmp_path / "vs_campaign.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_vs_campaign.py"), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        cwd=BENCHMARKS.parent,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_report_script("bench_vs_campaign.py", out, timeout=120)
     report = json.loads(done.stdout)
     assert report == json.loads(out.read_text())
     groups = report["groups"]
