@@ -4,12 +4,13 @@ A run folder holds:
 
 * ``config.json``: the search's settings; a rerun must match them, except the budget, the
   executor, progress and where things live (``out``, ``store``, the data folder);
-* ``checkpoint.pt``: the agent's state *and every child record so far*, written atomically
+* ``checkpoint.pt``: the agent's state *and every child record so far* (the exact text of
+  ``children.jsonl``, extended update by update: see :func:`records_text`), written atomically
   (temp file + rename) after each update and read with ``torch.load(weights_only=True)``, so a
   file from elsewhere cannot run code;
 * ``children.jsonl``: one line per sampled network, a readable copy of the checkpoint's records,
-  rewritten atomically from the checkpoint at every start (a damaged or truncated copy is
-  repaired from it, with a warning naming the file and line);
+  appended after each update and rewritten atomically from the checkpoint at every start (a
+  damaged or truncated copy is repaired from it, with a warning naming the file and line);
 * ``recheck.jsonl``: the honest re-evaluation's records, if one was run (same scheme, with
   ``recheck.pt``).
 
@@ -46,10 +47,12 @@ __all__ = [
     "episode_seed",
     "finished_records",
     "check_config",
+    "checkpoint_children",
     "load_checkpoint",
     "plain_data",
     "read_children",
     "read_jsonl",
+    "records_text",
     "repair_jsonl",
     "restore_search",
     "save_checkpoint",
@@ -290,7 +293,7 @@ def save_recheck(
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Replace `path` with one JSON line per record, atomically."""
-    _atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    _atomic_write_text(path, records_text(records))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -310,18 +313,22 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every record of a JSON-lines file; ValueError naming the file and line if one is damaged."""
     if not path.exists():
         return []
-    records = []
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {number}: damaged record ({e.msg})") from e
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}, line {number}: not a record")
-            records.append(record)
+        return _parse_jsonl(handle, str(path))
+
+
+def _parse_jsonl(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source}, line {number}: damaged record ({e.msg})") from e
+        if not isinstance(record, dict):
+            raise ValueError(f"{source}, line {number}: not a record")
+        records.append(record)
     return records
 
 
@@ -330,25 +337,57 @@ def read_children(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
     folder = Path(run)
     for name in ("checkpoint.pt", "sb3_state.pt"):
         state = load_checkpoint(folder / name)
-        if state is not None and "children" in state:
-            return list(state["children"])
+        children = None if state is None else checkpoint_children(state, folder / name)
+        if children is not None:
+            return children
     return read_jsonl(folder / "children.jsonl")
 
 
-def repair_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Make `path` hold exactly `records` (the checkpoint's), warning if it held something else."""
-    try:
-        current = read_jsonl(path)
-        # Lines past the checkpoint are an unfinished update's: dropped, it is run again.
-        damaged = current[: len(records)] != records
-        problem = f"held {len(current)} of {len(records)} records" if damaged else None
-    except ValueError as e:
-        current, problem = [], str(e)
-    if problem is not None and path.exists():
-        warnings.warn(f"{path}: {problem}; rewritten from the checkpoint", stacklevel=3)
-    canonical = "".join(json.dumps(r) + "\n" for r in records)
-    if not path.exists() or path.read_text(errors="replace") != canonical:
-        write_jsonl(path, records)  # also mends a cut final newline, before anything appends
+def records_text(records: Iterable[dict[str, Any]]) -> str:
+    """The JSON-lines text of `records`: what ``children.jsonl`` and the checkpoint hold.
+
+    A checkpoint keeps this text rather than the record dicts, extended by each update's own
+    records: pickling every record again at every update made saving quadratic in the run's
+    length, most of a 300-network search's time on EAS-Bench (``benchmarks/RESULTS.md``).
+    """
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def checkpoint_children(state: Mapping[str, Any], path: Path) -> list[dict[str, Any]] | None:
+    """The child records a checkpoint holds (None if it holds none), parsed from its text.
+
+    Checkpoints written before 2026-12-05 hold the records as a list (``"children"``).
+
+    Raises:
+        ValueError: The text is damaged (naming `path` and the record's line).
+    """
+    if "children_jsonl" in state:
+        return _parse_jsonl(str(state["children_jsonl"]).splitlines(), f"{path} (its records)")
+    if "children" in state:
+        return list(state["children"])
+    return None
+
+
+def repair_jsonl(path: Path, records: list[dict[str, Any]], text: str | None = None) -> None:
+    """Make `path` hold exactly `records` (the checkpoint's), warning if it held something else.
+
+    `text` is ``records_text(records)`` when the caller has it.
+    """
+    canonical = records_text(records) if text is None else text
+    on_disk = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    if on_disk == canonical:
+        return
+    # Lines past the checkpoint are an unfinished update's: dropped, it is run again.
+    if path.exists() and not on_disk.startswith(canonical):
+        try:
+            current = _parse_jsonl(on_disk.splitlines(), str(path))
+            damaged = current[: len(records)] != records  # not just written another way
+            problem = f"held {len(current)} of {len(records)} records" if damaged else None
+        except ValueError as e:
+            problem = str(e)
+        if problem is not None:
+            warnings.warn(f"{path}: {problem}; rewritten from the checkpoint", stacklevel=3)
+    _atomic_write_text(path, canonical)  # also mends a cut final newline, before anything appends
 
 
 def finished_records(path: Path, needed: int) -> list[dict[str, Any]] | None:
@@ -417,8 +456,9 @@ def restore_search(
     else:
         agent.load_state_dict(state["agent"])
         done = state["update"]
-        if "children" in state:
-            children = list(state["children"])
+        held = checkpoint_children(state, out / "checkpoint.pt")
+        if held is not None:
+            children = held
         else:  # a run folder from before checkpoints held the records
             children = [c for c in read_jsonl(out / "children.jsonl") if c["update"] < done]
             if len(children) != done * batch:

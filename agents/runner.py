@@ -47,6 +47,7 @@ from agents.run_folder import (
     finished_records,
     load_checkpoint,
     read_children,
+    records_text,
     repair_jsonl,
     restore_search,
     save_checkpoint,
@@ -224,6 +225,7 @@ def _run_protocol(
     done, children = restore_search(agent, out, args.batch, num_updates)
     if done >= num_updates:  # finished: no environments (nor worker processes) needed
         return children
+    text = records_text(children)  # the checkpoint's copy, extended by each update
     saved = load_checkpoint(out / "checkpoint.pt") if done else None
     log = MetricsLog(out, done, (saved or {}).get("log"), tensorboard=args.tensorboard)
     weightless = is_weightless(args.env_id, env_kwargs)
@@ -279,9 +281,11 @@ def _run_protocol(
             children += batch
             line = update_metrics(update, batch, children, metrics, *log.lap(), clock.lap())
             kept = {"agent": state, "update": update + 1, "metrics": metrics, "log": line}
-            save_checkpoint({**kept, "children": children}, out / "checkpoint.pt")
-            with open(out / "children.jsonl", "a") as records:
-                records.writelines(json.dumps(record) + "\n" for record in batch)
+            added = records_text(batch)
+            text += added
+            save_checkpoint({**kept, "children_jsonl": text}, out / "checkpoint.pt")
+            with open(out / "children.jsonl", "a", encoding="utf-8") as records:
+                records.write(added)
             log.write(line)
             progress.batch_done(children)
     finally:

@@ -29,14 +29,15 @@ from agents.metrics_log import MetricsLog, update_metrics
 from agents.registry import AgentSpec
 from agents.run_folder import (
     RECHECK_UPDATE_OFFSET,
+    checkpoint_children,
     child_record,
     episode_seed,
     finished_records,
     load_checkpoint,
+    records_text,
     repair_jsonl,
     save_checkpoint,
     save_recheck,
-    write_jsonl,
 )
 from agents.sb3 import make_sb3_model, make_sb3_vec_env
 
@@ -56,6 +57,7 @@ class _RecordChildren(BaseCallback):
         self.illegal = np.zeros(batch, dtype=int)  # per environment, in its running episode
         self.log, self.update, self.saved_nets = log, update, len(children)
         self.last_line: dict[str, Any] | None = None
+        self.text, self.written = records_text(children), len(children)  # the checkpoint's
 
     def _on_step(self) -> bool:
         infos, dones = self.locals["infos"], self.locals["dones"]
@@ -90,16 +92,19 @@ class _RecordChildren(BaseCallback):
                 if k.startswith("train/") and isinstance(v, int | float)
             }
             line = update_metrics(self.update, batch, self.children, trained, *self.log.lap())
+        added = records_text(self.children[self.written :])
+        self.text, self.written = self.text + added, len(self.children)
         state = {
             "params": self.model.get_parameters(),
             "num_timesteps": self.model.num_timesteps,
             "nets": len(self.children),
-            "children": self.children,
+            "children_jsonl": self.text,
             "update": self.update + (line is not None),
             "log": line if line is not None else self.last_line,
         }
         save_checkpoint(state, self.out / _STATE)
-        write_jsonl(self.out / "children.jsonl", self.children)
+        with open(self.out / "children.jsonl", "a", encoding="utf-8") as records:
+            records.write(added)
         self.model.save(self.out / "sb3_model.zip")  # for users; never loaded by eas-gym
         if line is not None:
             self.log.write(line)
@@ -135,7 +140,7 @@ def run_sb3(
     episode_length = len(venv.get_attr("schedule", indices=0)[0])
     tensorboard_log = str(out / "tensorboard") if getattr(args, "tensorboard", False) else None
     model = _model(spec, venv, args.seed, saved, tensorboard_log)
-    children = [] if saved is None else list(saved["children"])
+    children = [] if saved is None else checkpoint_children(saved, out / _STATE) or []
     repair_jsonl(out / "children.jsonl", children)
     done = 0 if saved is None else int(saved.get("update", 0))
     log = MetricsLog(out, done, None if saved is None else saved.get("log"))

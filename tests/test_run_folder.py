@@ -57,6 +57,55 @@ def test_a_deleted_children_file_is_rewritten_and_a_resume_extends(tmp_path):
     assert len(read_children(out)) == 8
 
 
+def test_the_checkpoint_keeps_the_records_as_the_files_text(tmp_path, monkeypatch):
+    """Not the record dicts, pickled again at every update: saving must not grow with the run."""
+    import agents.runner as runner
+    from agents.run_folder import load_checkpoint
+
+    saved = []
+    real_save = runner.save_checkpoint
+    monkeypatch.setattr(
+        runner, "save_checkpoint", lambda state, path: (saved.append(state), real_save(state, path))
+    )
+    out = tmp_path / "run"
+    children = run_search(_args(out))
+    assert len(saved) == 4 and all("children" not in state for state in saved)
+    assert [state["children_jsonl"].count("\n") for state in saved] == [2, 4, 6, 8]
+    text = (out / "children.jsonl").read_text()
+    assert load_checkpoint(out / "checkpoint.pt")["children_jsonl"] == text
+    assert read_children(out) == children == read_jsonl(out / "children.jsonl")
+
+
+def test_a_checkpoint_holding_the_records_as_a_list_still_resumes(tmp_path):
+    """Checkpoints written before 2026-12-05 (the campaign's among them) keep a record list."""
+    from agents.run_folder import load_checkpoint
+
+    whole = run_search(_args(tmp_path / "whole", nets=8))
+    out = tmp_path / "old"
+    run_search(_args(out, nets=4))
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["children"] = read_jsonl(out / "children.jsonl")
+    del state["children_jsonl"]
+    save_checkpoint(state, out / "checkpoint.pt")
+    (out / "children.jsonl").write_text("")  # repaired from the list
+    assert read_children(out) == whole[:4]
+    with pytest.warns(UserWarning, match="held 0 of 4 records; rewritten from the checkpoint"):
+        assert run_search(_args(out, nets=8)) == whole
+    assert read_jsonl(out / "children.jsonl") == whole
+
+
+def test_damaged_records_in_a_checkpoint_name_the_file(tmp_path):
+    from agents.run_folder import load_checkpoint
+
+    out = tmp_path / "run"
+    run_search(_args(out, nets=4))
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["children_jsonl"] = state["children_jsonl"][:-5]  # the last record cut short
+    save_checkpoint(state, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint.pt \(its records\), line 4: damaged"):
+        run_search(_args(out, nets=8))
+
+
 def test_a_damaged_line_names_the_file_and_line(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
