@@ -2,8 +2,9 @@
 
     python benchmarks/evaluator_speed.py [--seconds 10] [--out benchmarks/evaluator_speed.png]
 
-Runs random legal episodes (9 steps, dense reward: every child scored) for about `--seconds`
-each, one torch thread, a fresh in-memory store, and reports finished networks per second:
+Runs random legal 9-step episodes for about `--seconds` each, one torch thread, a fresh
+in-memory store, and reports finished episodes ("networks") per second. The first two ids score
+every child of an episode (dense reward), the bench only its last (sparse, as ``-v2``):
 
 * ``weights``: ``EAS-Synthetic-v0`` with ``epochs=0``: the path every trained id takes (Net2Net
   on the weights, the preservation check on the probe batch, the store's rows) with no training,

@@ -16,7 +16,21 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_bundle  # noqa: E402
 import gpu_suite  # noqa: E402
 
-PARTS = gpu_suite.PARTS
+# Written out, not read from gpu_suite.PARTS: dropping a part from the suite must fail here.
+PARTS = (
+    "env",
+    "correctness",
+    "throughput",
+    "paper_child",
+    "workers",
+    "search",
+    "child_profile",
+    "autotune",
+)
+
+
+def test_the_suite_runs_every_part_named_here():
+    assert gpu_suite.PARTS == PARTS
 
 
 def _suite(out: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
