@@ -12,7 +12,9 @@ A run folder holds:
   appended after each update and rewritten atomically from the checkpoint at every start (a
   damaged or truncated copy is repaired from it, with a warning naming the file and line);
 * ``recheck.jsonl``: the honest re-evaluation's records, if one was run (same scheme, with
-  ``recheck.pt``).
+  ``recheck.pt``);
+* ``run.lock``: held by the process writing the folder (:func:`hold_run_folder`), so a second
+  search or recheck of the same folder stops with an error instead of interleaving its writes.
 
 Study data kept in a repository (``benchmarks/data/``) holds the records without the ``.pt``
 files (agent weights): a finished search or recheck is then read from its ``.jsonl`` alone
@@ -25,12 +27,13 @@ earlier networks are served from their records instead of being trained again
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ __all__ = [
     "episode_seed",
     "finished_records",
     "check_config",
+    "hold_run_folder",
     "checkpoint_children",
     "load_checkpoint",
     "plain_data",
@@ -230,6 +234,44 @@ def _comparable(config: Mapping[str, Any], key: str) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def hold_run_folder(out: Path) -> Iterator[None]:
+    """Hold run folder `out` (creating it) for this process while the block writes there.
+
+    An exclusive POSIX ``flock`` on ``out/run.lock``, released when the block ends or the
+    process dies (a no-op where ``fcntl`` is missing). Two processes writing one folder would
+    interleave their checkpoints and records; the second one is refused instead. Not
+    reentrant: a process holds a folder once.
+
+    Raises:
+        ValueError: Another process holds the folder (naming it and, if known, its pid).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per folder is up to the user
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "run.lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            by = f"process {holder}" if holder.isdigit() else "another process"
+            raise ValueError(
+                f"run folder {out} is in use by {by}; wait for it to finish or use another "
+                "--out (two runs writing one folder would mix their records)"
+            ) from None
+        try:
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write `state` atomically; it must hold only tensors, numbers, strings, lists and dicts."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -362,26 +404,25 @@ def checkpoint_children(state: Mapping[str, Any], path: Path) -> list[dict[str, 
         ValueError: The text is damaged (naming `path` and the record's line).
     """
     if "children_jsonl" in state:
-        return _parse_jsonl(str(state["children_jsonl"]).splitlines(), f"{path} (its records)")
+        text = str(state["children_jsonl"])
+        return _parse_jsonl(text.split("\n"), f"{path} (its records)")
     if "children" in state:
         return list(state["children"])
     return None
 
 
-def repair_jsonl(path: Path, records: list[dict[str, Any]], text: str | None = None) -> None:
-    """Make `path` hold exactly `records` (the checkpoint's), warning if it held something else.
-
-    `text` is ``records_text(records)`` when the caller has it.
-    """
-    canonical = records_text(records) if text is None else text
-    on_disk = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    if on_disk == canonical:
-        return
-    # Lines past the checkpoint are an unfinished update's: dropped, it is run again.
-    if path.exists() and not on_disk.startswith(canonical):
+def repair_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Make `path` hold exactly `records` (the checkpoint's), warning if it held something else."""
+    canonical = records_text(records)
+    if path.exists():
+        on_disk = path.read_text(encoding="utf-8", errors="replace")
+        if on_disk == canonical:
+            return
         try:
-            current = _parse_jsonl(on_disk.splitlines(), str(path))
-            damaged = current[: len(records)] != records  # not just written another way
+            current = _parse_jsonl(on_disk.split("\n"), str(path))  # as a file reads its lines
+            # Whole records past the checkpoint's (an update whose checkpoint was lost) are
+            # dropped without a fuss: that update runs again.
+            damaged = current[: len(records)] != records
             problem = f"held {len(current)} of {len(records)} records" if damaged else None
         except ValueError as e:
             problem = str(e)

@@ -45,6 +45,7 @@ from agents.run_folder import (
     child_record,
     episode_seed,
     finished_records,
+    hold_run_folder,
     load_checkpoint,
     read_children,
     records_text,
@@ -91,17 +92,19 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
         spec, args.env_id, args.env_kwargs, seed=args.seed, nets=args.nets, batch=args.batch
     )
     out = Path(args.out)
-    check_config(out, _config_record(args, spec))
-    store = args.store or str(out / "store.sqlite")
-    env_kwargs = {"store": store, "keep_weights": True, **args.env_kwargs}
-    if spec.is_sb3:
-        from agents.sb3_runner import run_sb3
+    with hold_run_folder(out):
+        check_config(out, _config_record(args, spec))
+        store = args.store or str(out / "store.sqlite")
+        env_kwargs = {"store": store, "keep_weights": True, **args.env_kwargs}
+        if spec.is_sb3:
+            from agents.sb3_runner import run_sb3
 
-        children = run_sb3(args, spec, out, env_kwargs)
-    else:
-        children = _run_protocol(args, spec, out, env_kwargs)
-    start_accuracy = export_best(children, out, store)
-    plot_search(children, out / "search.png", f"{spec.label()} on {args.env_id}", start_accuracy)
+            children = run_sb3(args, spec, out, env_kwargs)
+        else:
+            children = _run_protocol(args, spec, out, env_kwargs)
+        start_accuracy = export_best(children, out, store)
+        title = f"{spec.label()} on {args.env_id}"
+        plot_search(children, out / "search.png", title, start_accuracy)
     return children
 
 
@@ -129,10 +132,24 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
         **args.env_kwargs,
         "cache": False,
     }
-    if spec.is_sb3:
-        from agents.sb3_runner import recheck_sb3
+    if not out.is_dir():
+        raise ValueError(f"the search in {out} has not finished; run it before its recheck")
+    with hold_run_folder(out):
+        if spec.is_sb3:
+            from agents.sb3_runner import recheck_sb3
 
-        return recheck_sb3(args, spec, out, env_kwargs, episodes, batch)
+            return recheck_sb3(args, spec, out, env_kwargs, episodes, batch)
+        return _recheck_protocol(args, spec, out, env_kwargs, episodes, batch)
+
+
+def _recheck_protocol(
+    args: SearchArgs,
+    spec: AgentSpec,
+    out: Path,
+    env_kwargs: dict[str, Any],
+    episodes: int,
+    batch: int,
+) -> list[dict[str, Any]]:
     saved = load_checkpoint(out / "recheck.pt")
     if saved is None and (kept := finished_records(out / "recheck.jsonl", episodes)):
         return kept  # a finished recheck kept without its .pt file

@@ -58,7 +58,7 @@ def test_a_deleted_children_file_is_rewritten_and_a_resume_extends(tmp_path):
 
 
 def test_the_checkpoint_keeps_the_records_as_the_files_text(tmp_path, monkeypatch):
-    """Not the record dicts, pickled again at every update: saving must not grow with the run."""
+    """Not the record dicts, pickled again at every update (40x the cost per record)."""
     import agents.runner as runner
     from agents.run_folder import load_checkpoint
 
@@ -104,6 +104,50 @@ def test_damaged_records_in_a_checkpoint_name_the_file(tmp_path):
     save_checkpoint(state, out / "checkpoint.pt")
     with pytest.raises(ValueError, match=r"checkpoint.pt \(its records\), line 4: damaged"):
         run_search(_args(out, nets=8))
+
+
+def test_a_folder_in_use_is_refused_and_left_as_it_was(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from agents.run_folder import hold_run_folder
+    from agents.runner import run_recheck
+
+    out = tmp_path / "run"
+    first = run_search(_args(out, nets=4))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with hold_run_folder(out):  # as another process's search would
+        with pytest.raises(
+            ValueError, match=rf"run folder .*run is in use by process {os.getpid()}"
+        ):
+            run_search(_args(out, nets=8))
+        with pytest.raises(ValueError, match="is in use by process"):
+            run_recheck(_args(out, nets=4), 2)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before
+    holder = subprocess.Popen(  # another process, for real: flock is per open file
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from agents.run_folder import hold_run_folder\n"
+            "with hold_run_folder(Path(sys.argv[1])):\n"
+            "    print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=f"in use by process {holder.pid}"):
+            run_search(_args(out, nets=8))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_search(_args(out, nets=8))[:4] == first  # free again once the holder is gone
 
 
 def test_a_damaged_line_names_the_file_and_line(tmp_path):
