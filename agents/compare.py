@@ -229,8 +229,8 @@ def report(out: str, *, recheck: int = 0) -> str:
     for config_path in sorted(root.glob("*/seed-*/config.json")):
         config, folder = json.loads(config_path.read_text()), config_path.parent
         env_kwargs_seen.append(config.get("env_kwargs", {}))
-        children = read_jsonl(folder / "children.jsonl")
-        rechecked = read_jsonl(folder / "recheck.jsonl") if recheck else []
+        children = read_jsonl(folder / "children.jsonl", live=True)  # runs may be writing
+        rechecked = read_jsonl(folder / "recheck.jsonl", live=True) if recheck else []
         if len(children) < config["nets"] or len(rechecked) < recheck:
             continue
         setups.add((config["env_id"], config["nets"], config["batch"]))

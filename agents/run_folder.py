@@ -351,12 +351,21 @@ def _atomic_write_text(path: Path, text: str) -> None:
             os.remove(tmp)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every record of a JSON-lines file; ValueError naming the file and line if one is damaged."""
+def read_jsonl(path: Path, *, live: bool = False) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file; ValueError naming the file and line if one is damaged.
+
+    `live`: the file may be in the middle of an append by a running search, so an unterminated
+    last line that does not parse is left out rather than called damage.
+    """
     if not path.exists():
         return []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return _parse_jsonl(handle, str(path))
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    if live and lines[-1].strip():  # text after the last newline: maybe half written
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return _parse_jsonl(lines, str(path))
 
 
 def _parse_jsonl(lines: Iterable[str], source: str) -> list[dict[str, Any]]:

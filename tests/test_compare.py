@@ -200,7 +200,8 @@ def test_report_tabulates_the_finished_runs_and_trains_nothing(tmp_path, monkeyp
     compare("EAS-Surrogate-v0", agents=agents, out=str(out), progress=False, **kwargs)
     full = json.loads((out / "compare.json").read_text())
     children = out / "reinforce-lr=0.01" / "seed-1" / "children.jsonl"
-    children.write_text("".join(children.read_text().splitlines(keepends=True)[:4]))  # unfinished
+    lines = children.read_text().splitlines(keepends=True)
+    children.write_text("".join(lines[:4]) + lines[4][:20])  # unfinished, an append in flight
 
     def no_training(*args, **kwargs):
         raise AssertionError("report must not run a search")
