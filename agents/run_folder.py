@@ -263,6 +263,14 @@ def hold_run_folder(out: Path) -> Iterator[None]:
                 f"run folder {out} is in use by {by}; wait for it to finish or use another "
                 "--out (two runs writing one folder would mix their records)"
             ) from None
+        except OSError as e:  # a file system without locks (some network mounts): go on
+            warnings.warn(
+                f"run folder {out} cannot be locked ({e.strerror}); make sure no other "
+                "process writes it",
+                stacklevel=3,
+            )
+            yield
+            return
         try:
             handle.truncate(0)
             handle.write(f"{os.getpid()}\n")

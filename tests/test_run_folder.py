@@ -150,6 +150,22 @@ def test_a_folder_in_use_is_refused_and_left_as_it_was(tmp_path):
     assert run_search(_args(out, nets=8))[:4] == first  # free again once the holder is gone
 
 
+def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    real_flock = fcntl.flock
+
+    def no_locks(handle, operation):  # on the run folder's lock only: the store keeps its own
+        if handle.name.endswith("run.lock"):
+            raise OSError(errno.ENOLCK, "No locks available")
+        return real_flock(handle, operation)
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match=r"cannot be locked \(No locks available\)"):
+        assert len(run_search(_args(tmp_path / "run", nets=4))) == 4
+
+
 def test_a_damaged_line_names_the_file_and_line(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
