@@ -195,6 +195,9 @@ def child_record(
 def check_config(out: Path, record: dict[str, Any]) -> None:
     """Refuse a run folder that holds a search with other settings; else (re)write config.json.
 
+    A folder whose search never finished an update (no checkpoint, no record) takes the new
+    settings: its first start failed, and the corrected command must not need a new folder.
+
     A search's record (one with an ``env_id``) is written with the data folder its env reads
     (:func:`agents.data_location.data_location`), which may change between runs.
     """
@@ -210,13 +213,22 @@ def check_config(out: Path, record: dict[str, Any]) -> None:
         diff = sorted(
             k for k in set(saved) | set(record) if _comparable(saved, k) != _comparable(record, k)
         )
-        if diff:
+        if diff and _holds_a_search(out):
             raise ValueError(
                 f"run folder {out} holds a search with other settings ({', '.join(diff)}); "
                 "use another --out or the same settings"
             )
+        # else a start that failed before its first update (a bad dataset, say): nothing to keep
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _holds_a_search(out: Path) -> bool:
+    """Whether `out` holds a checkpoint or any record: a search that settings must match."""
+    if any((out / name).exists() for name in (*_CHECKPOINTS, "recheck.pt")):
+        return True
+    records = (out / f"{name}.jsonl" for name in ("children", "recheck"))
+    return any(path.exists() and path.read_text(errors="replace").strip() for path in records)
 
 
 def _comparable(config: Mapping[str, Any], key: str) -> Any:

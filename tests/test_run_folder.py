@@ -176,12 +176,33 @@ def test_a_damaged_line_names_the_file_and_line(tmp_path):
 def test_config_allows_moving_and_data_paths_but_not_other_settings(tmp_path):
     record = {"seed": 0, "out": "a", "store": None, "env_kwargs": {"data_dir": "/x", "epochs": 1}}
     check_config(tmp_path, record)
+    write_jsonl(tmp_path / "children.jsonl", [{"update": 0}])  # the search has begun
     check_config(tmp_path, {**record, "out": "b", "env_kwargs": {"data_dir": "/y", "epochs": 1}})
     with pytest.raises(ValueError, match=r"other settings \(env_kwargs\)"):
         check_config(tmp_path, {**record, "env_kwargs": {"epochs": 2}})
     (tmp_path / "config.json").write_text("{nope")
     with pytest.raises(ValueError, match="config.json is damaged"):
         check_config(tmp_path, record)
+
+
+def test_a_start_that_failed_before_any_record_takes_corrected_settings(tmp_path, monkeypatch):
+    """A bad dataset fails inside the env, after config.json: the fixed command must run."""
+    import agents.runner as runner
+
+    def bad_start(*args, **kwargs):
+        raise ValueError("`train_size` 10000 needs 3334 images of class 0")
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "_run_protocol", bad_start)
+        with pytest.raises(ValueError, match="train_size"):
+            run_search(_args(out, nets=4))
+    assert (out / "config.json").exists()
+    fixed = _args(out, nets=4)
+    fixed.env_kwargs = {"probe_size": 8}
+    assert len(run_search(fixed)) == 4
+    with pytest.raises(ValueError, match=r"other settings \(env_kwargs\)"):
+        run_search(_args(out, nets=4))  # now it holds a search: settings must match
 
 
 def test_writes_are_atomic(tmp_path, monkeypatch):
