@@ -77,7 +77,16 @@ def _search(args: argparse.Namespace) -> int:
     start = read_summary(args.out).get("start_accuracy")
     if start is not None:
         print(f"start network {start:.4f}; gain {best['accuracy'] - start:+.4f}")
-    print(f"run folder: {args.out} (best network: eas_gym.load_model('{args.out}/best'))")
+    best_dir = Path(args.out) / "best"
+    saved = json.loads((best_dir / "arch.json").read_text()) if best_dir.is_dir() else {}
+    if saved.get("weights_sha256"):
+        print(f"run folder: {args.out} (best network: eas_gym.load_model('{best_dir}'))")
+    else:  # a weightless evaluator's search, or weights the store no longer has
+        print(
+            f"run folder: {args.out} (best network's architecture, no weights: "
+            f"eas_gym.load_model('{best_dir}', untrained=True); train it with "
+            f"eas-gym train {args.out})"
+        )
     return 0
 
 

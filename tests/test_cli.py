@@ -191,6 +191,20 @@ def test_an_sb3_agent_without_sb3_installed_says_what_to_install(tmp_path, monke
     assert 'pip install "eas-gym[sb3]"' in err and err.count("\n") == 1
 
 
+def test_a_weightless_search_points_at_the_architecture_it_saved(tmp_path, capsys):
+    import eas_gym
+
+    out = str(tmp_path / "run")
+    argv = ["search", "--env", "EAS-Surrogate-v0", "--nets", "2", "--batch", "2", "--out", out]
+    assert main([*argv, "--no-progress"]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert f"eas_gym.load_model('{out}/best', untrained=True)" in hint, hint
+    assert f"eas-gym train {out}" in hint
+    with pytest.raises(ValueError, match="without weights"):
+        eas_gym.load_model(f"{out}/best")  # what the hint used to say
+    assert eas_gym.load_model(f"{out}/best", untrained=True) is not None
+
+
 def test_run_folder_from_other_settings_is_refused(tmp_path, capsys):
     out = str(tmp_path / "run")
     base = ["search", "--env", "EAS-Surrogate-v0", "--nets", "2", "--batch", "2", "--out", out]
