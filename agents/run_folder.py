@@ -227,7 +227,9 @@ def _holds_a_search(out: Path) -> bool:
     """Whether `out` holds a checkpoint or any record: a search that settings must match."""
     if any((out / name).exists() for name in (*_CHECKPOINTS, "recheck.pt")):
         return True
-    records = (out / f"{name}.jsonl" for name in ("children", "recheck"))
+    # *.partial.jsonl: records set aside to be replayed (set_aside_unfinished) are a search too
+    names = ("children", "recheck", "children.partial", "recheck.partial")
+    records = (out / f"{name}.jsonl" for name in names)
     return any(path.exists() and path.read_text(errors="replace").strip() for path in records)
 
 
@@ -265,6 +267,7 @@ def hold_run_folder(out: Path) -> Iterator[None]:
         return
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "run.lock", "a+", encoding="utf-8") as handle:
+        unlockable = None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -276,8 +279,10 @@ def hold_run_folder(out: Path) -> Iterator[None]:
                 "--out (two runs writing one folder would mix their records)"
             ) from None
         except OSError as e:  # a file system without locks (some network mounts): go on
+            unlockable = e.strerror
+        if unlockable is not None:  # outside the handler: the block's errors stand alone
             warnings.warn(
-                f"run folder {out} cannot be locked ({e.strerror}); make sure no other "
+                f"run folder {out} cannot be locked ({unlockable}); make sure no other "
                 "process writes it",
                 stacklevel=3,
             )

@@ -154,6 +154,8 @@ def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
     import errno
     import fcntl
 
+    from agents.run_folder import hold_run_folder
+
     real_flock = fcntl.flock
 
     def no_locks(handle, operation):  # on the run folder's lock only: the store keeps its own
@@ -164,6 +166,10 @@ def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with pytest.warns(UserWarning, match=r"cannot be locked \(No locks available\)"):
         assert len(run_search(_args(tmp_path / "run", nets=4))) == 4
+    with pytest.warns(UserWarning), pytest.raises(KeyError) as raised:
+        with hold_run_folder(tmp_path / "other"):
+            raise KeyError("the search's own error")
+    assert raised.value.__context__ is None  # not chained to the lock's OSError
 
 
 def test_a_damaged_line_names_the_file_and_line(tmp_path):
@@ -203,6 +209,10 @@ def test_a_start_that_failed_before_any_record_takes_corrected_settings(tmp_path
     assert len(run_search(fixed)) == 4
     with pytest.raises(ValueError, match=r"other settings \(env_kwargs\)"):
         run_search(_args(out, nets=4))  # now it holds a search: settings must match
+    (out / "checkpoint.pt").unlink()  # study data set aside to be replayed is a search too
+    (out / "children.jsonl").rename(out / "children.partial.jsonl")
+    with pytest.raises(ValueError, match=r"other settings \(env_kwargs\)"):
+        run_search(_args(out, nets=4))
 
 
 def test_writes_are_atomic(tmp_path, monkeypatch):
