@@ -14,6 +14,7 @@ from torch import nn
 
 from eas_gym.family import AnyArch, build_model, parse_net
 from eas_gym.net import StateDict
+from eas_gym.splits import resolve_device
 
 __all__ = ["save_model", "load_model", "load_arch", "load_state"]
 
@@ -114,7 +115,7 @@ def load_model(
 
     Args:
         path: The folder, or its ``arch.json``.
-        device: Where the module goes.
+        device: Where the module goes (``"auto"``: a GPU if there is one).
         untrained: Accept a folder saved without weights (the network is then initialised).
 
     Raises:
@@ -123,10 +124,12 @@ def load_model(
 
     >>> net = load_model("runs/search/best")  # doctest: +SKIP
     """
+    device = resolve_device(device)
     arch, state = load_arch(path), load_state(path)
     if state is None and not untrained:
         raise ValueError(f"{path} was saved without weights; pass untrained=True for a fresh one")
     try:
-        return build_model(arch, state).to(device).eval()
+        model = build_model(arch, state)
     except RuntimeError as e:
         raise ValueError(f"the weights at {path} do not fit {arch}: {e}") from e
+    return model.to(device).eval()  # a device error is the device's, not the weights'

@@ -32,6 +32,25 @@ def test_round_trip_is_exact(tmp_path, arch):
     assert load_arch(folder / "arch.json") == arch  # the file or its folder
 
 
+def test_a_device_is_resolved_and_its_errors_are_its_own(tmp_path, monkeypatch):
+    """``device="auto"`` as everywhere else; a device failure is not called a misfit."""
+    from eas_gym.splits import resolve_device
+
+    net = _trained_like(SMALL_START)
+    folder = save_model(tmp_path / "best", SMALL_START, net.state_dict())
+    assert next(load_model(folder, device="auto").parameters()).device.type == (
+        resolve_device("auto").type
+    )
+    assert next(load_model(folder, device="meta").parameters()).is_meta
+
+    def no_driver(self, *args, **kwargs):
+        raise RuntimeError("Found no NVIDIA driver on your system")
+
+    monkeypatch.setattr(torch.nn.Module, "to", no_driver)
+    with pytest.raises(RuntimeError, match="no NVIDIA driver"):
+        load_model(folder, device="cuda")
+
+
 def test_other_class_counts_and_channels_survive(tmp_path):
     arch = parse_net("C8-3 MP C8-3 GAP FC16", num_classes=100, in_channels=1)
     save_model(tmp_path, arch, build_model(arch).state_dict())
