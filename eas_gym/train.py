@@ -152,8 +152,11 @@ def fine_tune(
     was_training, oom = net.training, False
     channels_last = False
     try:
-        if not all(_is_on(t, device) for t in [*net.parameters(), *net.buffers()]):
+        tensors = [*net.parameters(), *net.buffers()]
+        if not all(_is_on(t, device) for t in tensors):
             net.to(device)
+        elif tensors:  # "cuda" leaves a net on cuda:1 there: its data must follow it
+            device = tensors[0].device
         channels_last = _use_channels_last(config.channels_last, net, device)
         if channels_last:
             net.to(memory_format=torch.channels_last)

@@ -211,6 +211,32 @@ def test_a_gpu_trains_in_fp32_nchw_without_autotuning(monkeypatch, small_data):
     assert asked == [(False, False, False), (True, True, False)]
 
 
+def test_a_net_on_a_second_gpu_trains_with_its_data_there(fake_cuda, monkeypatch, small_data):
+    """``device="cuda"`` (the resolved "auto") leaves a net on cuda:1 there: its data follows.
+
+    Before, the net stayed on cuda:1 and the data went to ``cuda`` (cuda:0): the first forward
+    pass mixed devices. Faked up to one forward pass of the training loop.
+    """
+    import eas_gym.train as train_module
+
+    mode, _ = fake_cuda
+    seen = {}
+
+    def one_forward(net, train, data, config, generator, progress, amp, channels_last, on_epoch):
+        seen["net"], seen["data"] = next(net.parameters()).device, train.images.device
+        net(train.images[:8].float())  # raises on mixed devices, as CUDA does
+
+    monkeypatch.setattr(train_module, "_train", one_forward)
+    state = build_net(SMALL_START, generator=torch.Generator().manual_seed(0)).state_dict()
+    with mode:
+        net = build_net(
+            SMALL_START, {k: mode.from_tensor(v).to("cuda:1") for k, v in state.items()}
+        )
+        config = TrainConfig(epochs=1.0, eval_split=None)
+        fine_tune(net, small_data, config, generator=torch.Generator(), device="cuda")
+    assert seen == {"net": torch.device("cuda:1"), "data": torch.device("cuda:1")}
+
+
 # ---- TF32 and out of memory -----------------------------------------------------------------
 
 
