@@ -5,8 +5,9 @@ episode's actions (records from 2026-12-04 on), the network is *trained again fr
 lineage*: the episode is replayed from its reset seed on the same start network, which gives the
 same child and the same fine-tune, checked by its net string and its validation accuracy (to
 the last bit) against the record. A network whose retrained validation accuracy differs from the
-record's (another start network, CPU or thread count) gets no test accuracy, with a warning:
-its test accuracy would belong to another network than the one selected.
+record's (another start network, CPU or thread count; on a GPU, whose fine-tunes are not
+bit-reproducible, every retrain) gets no test accuracy, with a warning: its test accuracy
+would belong to another network than the one selected.
 
 Results are cached per network in the comparison's ``test_accuracy.json``.
 """
@@ -25,7 +26,7 @@ import torch
 from agents.run_folder import episode_seed
 from eas_gym.env import EASEnv
 
-__all__ = ["retrain_test_accuracy", "best_test_accuracies"]
+__all__ = ["retrain_test_accuracy", "best_test_accuracies", "why_not_repeated"]
 
 _CACHE = "test_accuracy.json"
 
@@ -92,8 +93,8 @@ def retrain_test_accuracy(
         if got != wanted:
             warnings.warn(
                 f"training {record['net']} again from its lineage gave {got[0]} at validation "
-                f"accuracy {got[1]}, not the record's {wanted[1]}: another start network, CPU "
-                "or thread count; its test accuracy is left out",
+                f"accuracy {got[1]}, not the record's {wanted[1]}: {why_not_repeated(env.device)}"
+                "; its test accuracy is left out",
                 stacklevel=2,
             )
             return None
@@ -102,3 +103,17 @@ def retrain_test_accuracy(
     finally:
         made.close()
         torch.set_num_threads(threads)
+
+
+def why_not_repeated(device: torch.device) -> str:
+    """Why a fine-tune trained again on `device` may not repeat its record, for the warning.
+
+    >>> why_not_repeated(torch.device("cuda")).startswith("a GPU")
+    True
+    """
+    if device.type == "cuda":  # atomic adds in cuDNN's and pooling's backward (see EASEnv)
+        return (
+            "a GPU does not repeat a fine-tune to the bit; keep the search's weights "
+            "(keep_weights, the default) for a test column there"
+        )
+    return "another start network, CPU or thread count"

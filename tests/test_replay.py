@@ -141,7 +141,7 @@ def test_a_best_network_that_trains_again_to_another_accuracy_gets_no_test_accur
     best = max(records, key=lambda r: r["accuracy"])
     best["accuracy"] += 1e-6  # as if its fine-tune had run on another CPU
     (run / "children.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    with pytest.warns(UserWarning, match="test accuracy is left out"):
+    with pytest.warns(UserWarning, match="another start network, CPU or thread count; its test"):
         compare(
             "EAS-Synthetic-v0",
             agents=["random"],
@@ -152,3 +152,14 @@ def test_a_best_network_that_trains_again_to_another_accuracy_gets_no_test_accur
     assert list(json.loads((tmp_path / "clone" / "test_accuracy.json").read_text()).values()) == [
         None
     ]
+
+
+def test_on_a_gpu_the_warning_says_a_retrain_cannot_repeat_its_record():
+    """Its fine-tunes are not bit-reproducible: "another CPU" would send the user astray."""
+    import torch
+
+    from agents.best_test import why_not_repeated
+
+    assert "a GPU does not repeat a fine-tune" in why_not_repeated(torch.device("cuda", 1))
+    assert "keep_weights" in why_not_repeated(torch.device("cuda"))
+    assert why_not_repeated(torch.device("cpu")).startswith("another start network")
