@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-__all__ = ["Entry", "EnvWorker"]
+__all__ = ["Entry", "EnvWorker", "cap_gpu_memory"]
 
 Entry = tuple[Any, ...]
 """One replayable call: ``("reset", seed, options)`` or ``("step", action)``."""
@@ -31,8 +31,9 @@ class EnvWorker:
         import eas_gym  # noqa: F401  (a worker process must register the ids)
 
         # Ray sets OMP_NUM_THREADS to the actor's CPUs; torch's pool must follow it too.
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-        torch.set_num_threads(max(1, int(cpus)))
+        assigned = ray.get_runtime_context().get_assigned_resources()
+        torch.set_num_threads(max(1, int(assigned.get("CPU", 1.0))))
+        cap_gpu_memory(assigned.get("GPU", 0.0))
         self.env = gym.make(env_id, **kwargs)
         for wrapper in wrappers:
             self.env = wrapper(self.env)
@@ -75,3 +76,14 @@ class EnvWorker:
         if entry[0] == "reset":
             return self.env.reset(seed=entry[1], options=entry[2])
         return self.env.step(entry[1])
+
+
+def cap_gpu_memory(share: float) -> None:
+    """Keep this actor's caching allocator to ``0.95 * share`` of its GPU when it shares one.
+
+    Ray gives an actor a fraction of a GPU (``num_gpus``) but does not limit its memory; as
+    with the local workers (:func:`eas_gym.vector.apply_worker_settings`), one wide child must
+    not starve the actors beside it into OOM. Ray makes the actor's GPU its device 0.
+    """
+    if 0.0 < share < 1.0 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(0.95 * share, 0)

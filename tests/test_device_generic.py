@@ -343,3 +343,17 @@ def test_ray_gpu_shares_tile_whole_gpus():
             assert share <= 1 and gpus * int(1 / share + 1e-9) >= envs or share == 1
             assert int(1 / share + 1e-9) * share <= 1 + 1e-12
     assert _resources_per_copy({"GPU": 8.0, "CPU": 16.0}, 10, None, None, "auto")[1] == 0.5
+
+
+def test_a_ray_actor_on_a_shared_gpu_caps_its_memory(monkeypatch):
+    """Ray hands out GPU fractions without a memory limit: the actor sets its own."""
+    from eas_gym.ray_worker import cap_gpu_memory
+
+    caps = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda, "set_per_process_memory_fraction", lambda f, i: caps.append((f, i))
+    )
+    for share in (0.1, 0.5, 1.0, 0.0):
+        cap_gpu_memory(share)
+    assert caps == [(pytest.approx(0.095), 0), (pytest.approx(0.475), 0)]
