@@ -135,6 +135,9 @@ def run_recheck(args: SearchArgs, episodes: int) -> list[dict[str, Any]]:
     if not out.is_dir():
         raise ValueError(f"the search in {out} has not finished; run it before its recheck")
     with hold_run_folder(out):
+        if not (out / "recheck.pt").exists():  # a finished recheck kept without its .pt file
+            if kept := finished_records(out / "recheck.jsonl", episodes):
+                return kept
         if spec.is_sb3:
             from agents.sb3_runner import recheck_sb3
 
@@ -151,8 +154,6 @@ def _recheck_protocol(
     batch: int,
 ) -> list[dict[str, Any]]:
     saved = load_checkpoint(out / "recheck.pt")
-    if saved is None and (kept := finished_records(out / "recheck.jsonl", episodes)):
-        return kept  # a finished recheck kept without its .pt file
     final = load_checkpoint(out / "checkpoint.pt")
     if final is None or final["update"] < math.ceil(args.nets / args.batch):
         raise ValueError(f"the search in {out} has not finished; run it before its recheck")

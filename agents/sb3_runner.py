@@ -166,11 +166,12 @@ def recheck_sb3(
     episodes: int,
     batch: int,
 ) -> list[dict[str, Any]]:
-    """Fresh episodes from the finished model's stochastic policy (see ``run_recheck``)."""
+    """Fresh episodes from the finished model's stochastic policy (see ``run_recheck``).
+
+    ``run_recheck`` has already returned a finished recheck kept without its ``.pt`` file.
+    """
     episodes = math.ceil(episodes / batch) * batch
     previous = load_checkpoint(out / "recheck.pt")
-    if previous is None and (kept := finished_records(out / "recheck.jsonl", episodes)):
-        return kept
     saved = load_checkpoint(out / _STATE)
     total = math.ceil(args.nets / args.batch) * args.batch
     if saved is None or saved["nets"] < total:
