@@ -45,7 +45,7 @@ from agents.compare_table import METRICS, REFERENCE, format_tables
 from agents.metrics_log import agent_cpu_seconds
 from agents.pinned_start import PIN_FOLDER, pin_start, restore_start
 from agents.registry import AgentSpec, parse_agent_spec
-from agents.run_folder import read_jsonl, set_aside_unfinished
+from agents.run_folder import hold_run_folder, read_jsonl, set_aside_unfinished
 from agents.runner import SearchArgs, is_weightless, read_summary, run_recheck, run_search
 from eas_gym.env import EASEnv
 from eas_gym.store import EvalStore
@@ -131,15 +131,16 @@ def compare(
         for spec in specs:
             args = _search_args(env_id, spec, seed, nets, batch, root, env_kwargs, progress)
             total = math.ceil(nets / batch) * batch
-            earlier = set_aside_unfinished(Path(args.out), total, recheck)
-            children = run_search(args)
-            if earlier is not None:
-                _report_restart(Path(args.out), earlier, children)
-            started = read_summary(Path(args.out)).get("start_accuracy")
-            run: dict[str, Any] = {"seed": seed, "children": children, "start": started}
-            run["agent_cpu_seconds"] = agent_cpu_seconds(Path(args.out))
-            if recheck:
-                run["recheck"] = run_recheck(args, recheck)
+            with hold_run_folder(Path(args.out)):  # before anything in it is renamed
+                earlier = set_aside_unfinished(Path(args.out), total, recheck)
+                children = run_search(args)
+                if earlier is not None:
+                    _report_restart(Path(args.out), earlier, children)
+                started = read_summary(Path(args.out)).get("start_accuracy")
+                run: dict[str, Any] = {"seed": seed, "children": children, "start": started}
+                run["agent_cpu_seconds"] = agent_cpu_seconds(Path(args.out))
+                if recheck:
+                    run["recheck"] = run_recheck(args, recheck)
             runs[spec.label()].append(run)
             if not progress:  # no bars: one line per finished run says how far the study is
                 print(_run_line(spec.label(), run), file=sys.stderr, flush=True)

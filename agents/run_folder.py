@@ -248,14 +248,19 @@ def _comparable(config: Mapping[str, Any], key: str) -> Any:
     return value
 
 
+_HELD: set[Path] = set()
+"""Run folders (resolved) this process holds: :func:`hold_run_folder` is reentrant."""
+
+
 @contextlib.contextmanager
 def hold_run_folder(out: Path) -> Iterator[None]:
     """Hold run folder `out` (creating it) for this process while the block writes there.
 
     An exclusive POSIX ``flock`` on ``out/run.lock``, released when the block ends or the
     process dies (a no-op where ``fcntl`` is missing). Two processes writing one folder would
-    interleave their checkpoints and records; the second one is refused instead. Not
-    reentrant: a process holds a folder once.
+    interleave their checkpoints and records; the second one is refused instead. Reentrant
+    within a process: a comparison holds a run's folder across setting its records aside, the
+    search and the recheck, which hold it again.
 
     Raises:
         ValueError: Another process holds the folder (naming it and, if known, its pid).
@@ -266,6 +271,10 @@ def hold_run_folder(out: Path) -> Iterator[None]:
         yield
         return
     out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    if key in _HELD:  # this process holds it already (a second flock of it would be refused)
+        yield
+        return
     with open(out / "run.lock", "a+", encoding="utf-8") as handle:
         unlockable = None
         try:
@@ -288,12 +297,14 @@ def hold_run_folder(out: Path) -> Iterator[None]:
             )
             yield
             return
+        _HELD.add(key)
         try:
             handle.truncate(0)
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             yield
         finally:
+            _HELD.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import gymnasium as gym
 import pytest
 import torch
@@ -94,3 +100,32 @@ def surrogate_search(tmp_path, agent: str, seed: int, nets: int = 60):
     )
     args.progress = False
     return run_search(args)
+
+
+@contextlib.contextmanager
+def held_by_another_process(folder: Path) -> Iterator[int]:
+    """Run folder `folder` held (``hold_run_folder``) by a second process, for real: its pid.
+
+    flock is per open file and the lock is reentrant within a process, so only another
+    process shows what a second writer meets.
+    """
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from agents.run_folder import hold_run_folder\n"
+            "with hold_run_folder(Path(sys.argv[1])):\n"
+            "    print('held', flush=True); time.sleep(60)",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import held_by_another_process
 
 import eas_gym.scorer
 from agents.cli import main
@@ -249,6 +250,22 @@ def test_study_data_kept_without_checkpoints_runs_again_from_its_seed(tmp_path, 
     assert (run / "children.partial.jsonl").exists()  # the earlier records are kept
     again, first = (json.loads((d / "compare.json").read_text()) for d in (out, reference))
     assert again["agents"] == first["agents"]
+
+
+def test_a_run_in_use_is_refused_before_its_records_are_set_aside(tmp_path):
+    """Two comparisons on one folder: the second touches nothing of a run the first holds."""
+    kwargs = {"seeds": 1, "nets": 6, "batch": 3, "recheck": 0, "env_kwargs": FAST_SURROGATE}
+    out = tmp_path / "study"
+    compare("EAS-Surrogate-v0", agents=["random"], out=str(out), progress=False, **kwargs)
+    run = out / "random" / "seed-0"
+    (run / "checkpoint.pt").unlink()  # kept as study data: records only, half of them
+    lines = (run / "children.jsonl").read_text().splitlines(keepends=True)
+    (run / "children.jsonl").write_text("".join(lines[:3]))
+    with held_by_another_process(run) as pid:
+        with pytest.raises(ValueError, match=f"in use by process {pid}"):
+            compare("EAS-Surrogate-v0", agents=["random"], out=str(out), progress=False, **kwargs)
+    assert not (run / "children.partial.jsonl").exists()  # not set aside under the holder
+    assert (run / "children.jsonl").read_text() == "".join(lines[:3])
 
 
 def test_a_fresh_clone_of_a_study_resumes_on_its_pinned_start_network(tmp_path, monkeypatch):

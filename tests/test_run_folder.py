@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import held_by_another_process
 
 from agents.run_folder import (
     RECHECK_UPDATE_OFFSET,
@@ -107,47 +108,31 @@ def test_damaged_records_in_a_checkpoint_name_the_file(tmp_path):
 
 
 def test_a_folder_in_use_is_refused_and_left_as_it_was(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from agents.run_folder import hold_run_folder
     from agents.runner import run_recheck
 
     out = tmp_path / "run"
     first = run_search(_args(out, nets=4))
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with hold_run_folder(out):  # as another process's search would
-        with pytest.raises(
-            ValueError, match=rf"run folder .*run is in use by process {os.getpid()}"
-        ):
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "run.lock"}
+    with held_by_another_process(out) as pid:
+        with pytest.raises(ValueError, match=rf"run folder .*run is in use by process {pid}"):
             run_search(_args(out, nets=8))
-        with pytest.raises(ValueError, match="is in use by process"):
+        with pytest.raises(ValueError, match=f"is in use by process {pid}"):
             run_recheck(_args(out, nets=4), 2)
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "run.lock"}
     assert after == before
-    holder = subprocess.Popen(  # another process, for real: flock is per open file
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\n"
-            "from pathlib import Path\n"
-            "from agents.run_folder import hold_run_folder\n"
-            "with hold_run_folder(Path(sys.argv[1])):\n"
-            "    print('held', flush=True); time.sleep(60)",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(ValueError, match=f"in use by process {holder.pid}"):
-            run_search(_args(out, nets=8))
-    finally:
-        holder.kill()
-        holder.wait()
     assert run_search(_args(out, nets=8))[:4] == first  # free again once the holder is gone
+
+
+def test_a_process_holds_its_own_folder_again(tmp_path):
+    """Reentrant: a comparison holds a run's folder around the search, which holds it too."""
+    from agents.run_folder import hold_run_folder
+
+    out = tmp_path / "run"
+    with hold_run_folder(out), hold_run_folder(tmp_path / "." / "run"):
+        assert len(run_search(_args(out, nets=4))) == 4
+    with held_by_another_process(out):  # released by the outer block, not the inner ones
+        with pytest.raises(ValueError, match="in use by process"):
+            run_search(_args(out, nets=4))
 
 
 def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
