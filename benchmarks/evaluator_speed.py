@@ -11,7 +11,10 @@ every child of an episode (dense reward), the bench only its last (sparse, as ``
   which is what ``EAS-Surrogate-v0`` cost before its evaluator became weightless;
 * ``surrogate``: ``EAS-Surrogate-v0``, the hand-written formula on the architecture alone;
 * ``bench``: ``EAS-Bench-CIFAR10-CPU-v2``, the model fitted on real ``-v2`` evaluations (needs
-  ``pip install -e ".[bench]"``; left out when it is missing).
+  ``pip install -e ".[bench]"``; left out when it is missing);
+* ``bench_gymnasium_sample``: the bench again, its random actions drawn as the README's loop
+  draws them, with Gymnasium's ``action_space.sample(mask=...)`` (the other cases draw every
+  entry's legal value from one uniform array, a leaner agent).
 
 Rates: ``per_second`` (wall clock), ``per_cpu_second`` (this process's CPU time, steadier on a
 shared machine) and ``env_per_cpu_second`` (CPU time inside ``reset()`` and ``step()`` alone:
@@ -32,16 +35,26 @@ import torch
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 
-CASES = {
-    "weights": ("EAS-Synthetic-v0", {"epochs": 0.0, "train_size": 500, "val_size": 100}),
-    "surrogate": ("EAS-Surrogate-v0", {}),
-    "bench": ("EAS-Bench-CIFAR10-CPU-v2", {}),
+CASES = {  # name: (env id, its arguments, the random agent's sampler)
+    "weights": ("EAS-Synthetic-v0", {"epochs": 0.0, "train_size": 500, "val_size": 100}, "lean"),
+    "surrogate": ("EAS-Surrogate-v0", {}, "lean"),
+    "bench": ("EAS-Bench-CIFAR10-CPU-v2", {}, "lean"),
+    "bench_gymnasium_sample": ("EAS-Bench-CIFAR10-CPU-v2", {}, "gymnasium"),
 }
 
 
-def networks_per_second(env_id: str, kwargs: dict, seconds: float, seed: int = 0) -> dict:
-    """Finished episodes per second of random legal actions (after one untimed episode)."""
+def networks_per_second(
+    env_id: str, kwargs: dict, seconds: float, seed: int = 0, sampler: str = "lean"
+) -> dict:
+    """Finished episodes per second of random legal actions (after one untimed episode).
+
+    `sampler`: ``"lean"`` draws one uniform number for all entries; ``"gymnasium"`` calls
+    ``env.action_space.sample(mask=info["action_mask"])``, the README's loop.
+    """
+    if sampler not in ("lean", "gymnasium"):
+        raise ValueError(f"`sampler` must be 'lean' or 'gymnasium', got {sampler!r}")
     env = gym.make(env_id, store=":memory:", **kwargs)
+    env.action_space.seed(seed)
     rng = np.random.default_rng(seed)
 
     in_env = [0.0]  # CPU seconds inside reset() and step()
@@ -52,9 +65,12 @@ def networks_per_second(env_id: str, kwargs: dict, seconds: float, seed: int = 0
         in_env[0] += time.process_time() - clock
         done = False
         while not done:  # a uniform legal value per entry, with one draw for all entries
-            legal = [np.flatnonzero(m) for m in info["action_mask"]]
-            picks = (rng.random(len(legal)) * [len(v) for v in legal]).astype(int)
-            action = np.array([v[i] for v, i in zip(legal, picks, strict=True)])
+            if sampler == "gymnasium":
+                action = env.action_space.sample(mask=info["action_mask"])
+            else:
+                legal = [np.flatnonzero(m) for m in info["action_mask"]]
+                picks = (rng.random(len(legal)) * [len(v) for v in legal]).astype(int)
+                action = np.array([v[i] for v, i in zip(legal, picks, strict=True)])
             clock = time.process_time()
             _, _, done, _, info = env.step(action)
             in_env[0] += time.process_time() - clock
@@ -84,9 +100,9 @@ def main() -> None:
     torch.set_num_threads(1)
 
     rows = {}
-    for name, (env_id, kwargs) in CASES.items():
+    for name, (env_id, kwargs, sampler) in CASES.items():
         try:
-            rows[name] = networks_per_second(env_id, kwargs, args.seconds)
+            rows[name] = networks_per_second(env_id, kwargs, args.seconds, sampler=sampler)
         except (gym.error.Error, ImportError) as e:  # the bench without its extra
             rows[name] = {"env": env_id, "skipped": f"{type(e).__name__}: {e}"}
             continue
