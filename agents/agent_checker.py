@@ -161,7 +161,8 @@ def _masks_verdict(records: list[dict[str, Any]]) -> Verdict:
             "masks",
             False,
             f"{episodes} of {len(records)} episodes took {sum(illegal)} action(s) the masks "
-            "forbid (the env falls back to a legal one; the agent learns from what it did not do)",
+            "forbid (the env ignores forbidden widen flags and makes a forbidden insert a no-op, "
+            "so the agent learns from steps that did not do what it chose)",
         )
     return Verdict("masks", True, f"{len(records)} episodes, every action legal")
 

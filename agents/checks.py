@@ -170,6 +170,28 @@ def _check_sb3(
         )
 
 
+def check_update_metrics(label: str, metrics: Any) -> dict[str, float]:
+    """`metrics`, what the agent's ``update()`` returned, if it is a dict of numbers.
+
+    Raises:
+        ValueError: It is not a dict (``None`` included: a forgotten ``return {}``), or a value
+            is not a number; the message names it.
+    """
+    if not isinstance(metrics, dict):
+        raise ValueError(
+            f"agent {label}: update() returned {type(metrics).__name__}, expected a dict of "
+            "metrics to log ({} for none; see agents.base.Agent.update)"
+        )
+    for key, value in metrics.items():
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"agent {label}: update() returned {key!r}: {value!r}, expected a number"
+            ) from None
+    return metrics
+
+
 def check_state(label: str, state: Any) -> dict[str, Any]:
     """`state` as a resumed run reads it back from the checkpoint.
 
@@ -316,6 +338,10 @@ class RunChecks:
     def episodes_done(self, records: list[dict[str, Any]]) -> None:
         """Warn about illegal actions in `records`, once per run."""
         self.warned = self.warned or warn_illegal(self.label, records)
+
+    def metrics(self, metrics: Any) -> dict[str, float]:
+        """What ``update()`` returned, checked (ValueError if not a dict of numbers)."""
+        return check_update_metrics(self.label, metrics)
 
     def checkpoint(self, state: Any, update: int) -> None:
         """Check the state of the first checkpoint, after `update` updates (ValueError if bad)."""

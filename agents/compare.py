@@ -47,6 +47,7 @@ from agents.pinned_start import PIN_FOLDER, pin_start, restore_start
 from agents.registry import AgentSpec, parse_agent_spec
 from agents.run_folder import hold_run_folder, read_jsonl, set_aside_unfinished
 from agents.runner import SearchArgs, is_weightless, read_summary, run_recheck, run_search
+from agents.search_args import check_search_numbers
 from eas_gym.env import EASEnv
 from eas_gym.store import EvalStore
 
@@ -104,10 +105,12 @@ def compare(
 
     Raises:
         ValueError: Bad agent specs or options (every agent is built once to check them),
-            `seeds` < 1, `recheck` < 0 or a `store` in `env_kwargs`, before any run.
+            `seeds`, `nets` or `batch` < 1, a negative `first_seed`, `recheck` < 0 or a `store`
+            in `env_kwargs`, before any run.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"Expected `seeds` >= 1, actually: {seeds!r}")
+    check_search_numbers(nets, batch, first_seed, seed_name="first_seed")
     if not isinstance(recheck, int) or recheck < 0:
         raise ValueError(f"Expected `recheck` >= 0, actually: {recheck!r}")
     specs = [parse_agent_spec(a) for a in agents]

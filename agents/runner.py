@@ -54,7 +54,7 @@ from agents.run_folder import (
     save_checkpoint,
     save_recheck,
 )
-from agents.search_args import SearchArgs
+from agents.search_args import SearchArgs, check_search_numbers
 from agents.summary import export_best, plot_search, read_summary
 
 __all__ = [
@@ -80,8 +80,7 @@ def resolve_agent(args: SearchArgs) -> AgentSpec:
 
 def run_search(args: SearchArgs) -> list[dict[str, Any]]:
     """Run (or resume, or extend) a search; returns every sampled network's record."""
-    if args.nets < 1 or args.batch < 1:
-        raise ValueError(f"`nets` and `batch` must be >= 1, got {args.nets} and {args.batch}")
+    check_search_numbers(args.nets, args.batch, args.seed)  # the fields may have been set since
     spec = resolve_agent(args)  # fail before creating the run folder
     check_executor(args, spec)
     check_env_args(args.env_id, args.env_kwargs)
@@ -293,7 +292,7 @@ def _run_protocol(
                 batch = replay.restore(batch, len(children))
             checks.episodes_done(batch)
             with clock.timing():
-                metrics = agent.update()
+                metrics = checks.metrics(agent.update())
             state = agent.state_dict()
             checks.checkpoint(state, update + 1)
             children += batch

@@ -8,12 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SearchArgs"]
+__all__ = ["SearchArgs", "check_search_numbers"]
+
+
+def check_search_numbers(nets: int, batch: int, seed: int, seed_name: str = "seed") -> None:
+    """Raise ValueError for `nets` or `batch` below 1 or a negative `seed`, naming the value."""
+    for name, value, least in (("nets", nets, 1), ("batch", batch, 1), (seed_name, seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"Expected `{name}` an integer >= {least}, actually: {value!r}")
 
 
 @dataclass
 class SearchArgs:
-    """Arguments of one search."""
+    """Arguments of one search.
+
+    Raises:
+        ValueError: `nets` or `batch` below 1, or a negative `seed`.
+    """
 
     env_id: str = "EAS-CIFAR10-CPU-v0"
     """A registered env id."""
@@ -60,3 +71,6 @@ class SearchArgs:
     """Ray cluster address for ``executor="ray"``; None: the running one, else a local one."""
     store_service: bool | None = None
     """``executor="ray"``: serve the store from one actor; None: on multi-node clusters."""
+
+    def __post_init__(self) -> None:
+        check_search_numbers(self.nets, self.batch, self.seed)

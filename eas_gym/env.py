@@ -198,7 +198,7 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | reward_mode | str | "dense" | "dense" or "sparse" (see Rewards) |
     | reward_shape | str | "tan" | "tan" or "acc" |
     | cost, cost_weight | str, float | "params", 0.0 | optional cost penalty |
-    | evaluator | str | "train" | "train", or "surrogate" (a known function, no training) |
+    | evaluator | str | "train" | "train", "surrogate" (a formula), "bench" (a model of -v2) |
     | epochs, lr, batch_size | float, float, int | 20, 0.02, 64 | each child's fine-tune |
     | start_epochs, start_lr | float, float | 60, 0.1 | the start net's training |
     | noise | bool | True | the paper's symmetry-breaking noise on new units |
@@ -213,11 +213,14 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
 
     ## Version History
 
-    * v0: Initial version. eas_gym 0.2: ``cache_hit`` and ``train_seconds`` left ``info`` for
-      ``step_provenance``; ``lineage`` joined it; ``cache_by`` and ``cache`` were added.
+    * v0: Initial version. Since then, within package version 0.1.0: ``cache_hit`` and
+      ``train_seconds`` left ``info`` for ``step_provenance``; ``lineage`` joined it;
+      ``cache_by`` and ``cache`` were added.
     * EAS-CIFAR10-CPU-v1: a CPU preset where architecture matters (``benchmarks/RESULTS.md``).
     * EAS-CIFAR10-CPU-v2: v1 with 17-epoch fine-tunes and 20k validation images, the first
       preset to pass the probe's whole gate.
+    * EAS-Bench-CIFAR10-CPU-v2: v2's MDP with accuracies from a model of its fine-tunes
+      (``eas_gym.bench``); training and data arguments other than v2's are refused.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
@@ -255,7 +258,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         cache_by: str = "lineage",
         render_mode: str | None = None,
     ) -> None:
-        check_env_arguments({k: v for k, v in locals().items() if k != "self"})
+        arguments = {k: v for k, v in locals().items() if k != "self"}
+        check_env_arguments(arguments)
         if is_own_dataset(dataset):
             check_own_dataset(dataset)  # a ValueError naming the built-in names and formats
         for label, value, allowed in (
@@ -289,6 +293,8 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
                 f"Expected `space` 'small' with `evaluator` 'bench' (the bench models "
                 f"EAS-CIFAR10-CPU-v2's space), actually: {space!r}"
             )
+        if evaluator == "bench":
+            _check_bench_arguments(arguments, self.start_arch, self.family)
         data_sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
         self.eval_config = EvalConfig(
             dataset=dataset_identity(dataset),  # your own: its file name and content hash
@@ -628,6 +634,54 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
             return model.start_accuracy
         assert isinstance(arch, Arch)  # the bench's space is the small plain one (__init__)
         return model.sample(arch, np.random.default_rng(seed))
+
+
+BENCH_FIXED_ARGUMENTS = (
+    "dataset",
+    "train_size",
+    "val_size",
+    "image_size",
+    "start_net",
+    "epochs",
+    "lr",
+    "batch_size",
+    "start_epochs",
+    "start_lr",
+    "noise",
+    "augment",
+)
+"""What decides a trained child's accuracy: with the bench, these must be its env's own."""
+
+
+def _check_bench_arguments(given: dict[str, Any], start_arch: AnyArch, family: Any) -> None:
+    """Refuse a training or data argument the bench cannot honour (it would be ignored).
+
+    The bench's accuracies are draws from a model of one env's fine-tunes (the model file's
+    ``env_id``), so every argument that decides a trained child's accuracy must be that env's.
+    """
+    import inspect
+
+    from eas_gym.bench import default_model
+
+    modelled = default_model().env_id
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(EASEnv.__init__).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
+    fixed = {**defaults, **gym.spec(modelled).kwargs}
+    for key in BENCH_FIXED_ARGUMENTS:
+        value, allowed = given[key], fixed[key]
+        if key == "start_net":  # None is the space's own start net
+            value = start_arch.to_string()
+            allowed = family.parse(allowed or family.start.to_string(), 10).to_string()
+        if value != allowed:
+            raise ValueError(
+                f"Expected `{key}` {allowed!r} with `evaluator` 'bench', actually: "
+                f"{given[key]!r}: the bench draws each child's accuracy from a model of "
+                f"{modelled}'s fine-tunes and trains nothing, so it cannot honour another "
+                "value; train for real on that id instead"
+            )
 
 
 @functools.lru_cache(maxsize=2**16)

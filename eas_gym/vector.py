@@ -72,6 +72,10 @@ def make_vector_env(
             share of the copies in turn (CPU devices only). Threads are shared out over these.
         **kwargs: Passed to ``gym.make``; ``device="auto"`` spreads copies over the GPUs.
             Worker processes sharing one GPU each get an equal share of its memory.
+
+    The default ``"spawn"`` workers import your script again: in a script, call this under
+    ``if __name__ == "__main__":`` (Python's multiprocessing rule), or pass
+    ``asynchronous=False``.
     """
     if num_envs < 1:
         raise ValueError(f"Expected `num_envs` >= 1, actually: {num_envs}")

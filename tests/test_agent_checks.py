@@ -51,6 +51,16 @@ class HoldsAnObject(Base):
         return {"rng": self.rng.bit_generator.state, "memory": {"best": [1, object()]}}
 
 
+class ForgetsToReturn(Base):
+    def update(self):
+        self.rng.random()  # learns, but returns nothing
+
+
+class ReturnsText(Base):
+    def update(self):
+        return {"loss": "low"}
+
+
 class ForgetsItsGenerator(Base):
     def state_dict(self):
         return {}
@@ -138,6 +148,19 @@ def test_a_state_the_checkpoint_cannot_hold_fails_at_update_1_naming_the_key(cus
     assert "weights_only=True" in message and "tensors" in message
     assert load_checkpoint(out / "checkpoint.pt") is None  # nothing a resume would trip on
     assert read_jsonl(out / "children.jsonl") == []
+
+
+@pytest.mark.parametrize(
+    "agent, message",
+    [
+        ("ForgetsToReturn", "update() returned NoneType, expected a dict of metrics"),
+        ("ReturnsText", "update() returned 'loss': 'low', expected a number"),
+    ],
+)
+def test_update_returning_no_metrics_is_one_line(custom, agent, message, tmp_path, capsys):
+    assert _search(tmp_path / "run", f"{custom}:{agent}") == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_a_state_that_leaves_out_the_generator_is_a_warning(custom, tmp_path):

@@ -263,3 +263,36 @@ def test_the_bench_env_is_v2_without_data_and_reproducible_per_seed(tmp_path):
     assert bench.action_space == real.action_space
     assert bench.unwrapped.schedule == real.unwrapped.schedule
     assert not list(tmp_path.iterdir())  # no store, no weights: nothing written
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("epochs", 1.0),
+        ("lr", 0.5),
+        ("noise", False),
+        ("train_size", 500),
+        ("image_size", 32),
+        ("dataset", "cifar100"),
+        ("start_net", "C40-3 MP C40-3 MP C40-3 MP C40-3 GAP FC80"),
+    ],
+)
+def test_the_bench_env_refuses_what_it_cannot_model(key, value):
+    """A training or data argument would be ignored (the model is -v2's): refused at make."""
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match=rf"Expected `{key}` .* with `evaluator` 'bench'"):
+        gym.make("EAS-Bench-CIFAR10-CPU-v2", store=":memory:", **{key: value})
+    same = {"epochs": 17, "start_net": "C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8"}  # -v2's own
+    search_settings = {"schedule": "WWDD", "reward_mode": "dense", "cost_weight": 0.1}
+    gym.make("EAS-Bench-CIFAR10-CPU-v2", store=":memory:", **same, **search_settings).close()
+
+
+def test_the_search_command_refuses_a_bench_training_argument_before_writing(tmp_path, capsys):
+    from agents.cli import main
+
+    out = tmp_path / "run"
+    argv = ["search", "--env", "EAS-Bench-CIFAR10-CPU-v2", "--nets", "10", "--out", str(out)]
+    assert main([*argv, "--set", "epochs=8"]) == 2
+    assert "Expected `epochs` 17.0" in capsys.readouterr().err
+    assert not out.exists()

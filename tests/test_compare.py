@@ -183,6 +183,11 @@ def test_agent_options_reach_the_agent(tmp_path):
         (["search", "--agent-set", "lr=abc"], "expected a number"),
         (["search", "--agent", "random", "--agent-set", "lr=0.1"], "valid options: none"),
         (["search", "--agent", "evolution[population_size=x]"], "expected an integer"),
+        (["search", "--batch", "0"], "Expected `batch` an integer >= 1, actually: 0"),
+        (["search", "--nets", "-3"], "Expected `nets` an integer >= 1, actually: -3"),
+        (["search", "--seed", "-1"], "Expected `seed` an integer >= 0, actually: -1"),
+        (["compare", "--batch", "0"], "Expected `batch` an integer >= 1, actually: 0"),
+        (["compare", "--first-seed", "-2"], "Expected `first_seed` an integer >= 0"),
     ],
 )
 def test_bad_comparison_input_is_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
