@@ -153,20 +153,23 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _apply_agent_set(agents: list[str], items: list[str]) -> list[str]:
     """Fold ``NAME:key=value`` items into the specs of agent NAME."""
+    from agents.registry import split_top_level
+
     extra: dict[str, list[str]] = {}
     for item in items:
-        name, sep, option = item.partition(":")
-        if not sep or "=" not in option:
+        head, equals, value = item.partition("=")
+        name, sep, key = head.rpartition(":")  # the last colon: NAME may be module:Class
+        if not sep or not name or not equals:
             raise ValueError(f"--agent-set for compare expects NAME:key=value, got {item!r}")
-        extra.setdefault(name, []).append(option)
+        extra.setdefault(name, []).append(f"{key}={value}")
     unknown = sorted(set(extra) - {a.split("[", 1)[0] for a in agents})
     if unknown:
         raise ValueError(f"--agent-set names agents not in --agents: {', '.join(unknown)}")
     out = []
     for agent in agents:
         name, _, rest = agent.partition("[")
-        inner = rest.rstrip("]")
-        options = [o for o in inner.split(",") if o] + extra.get(name, [])
+        inner = rest.removesuffix("]")  # one bracket: a list option ends in its own
+        options = split_top_level(inner) + extra.get(name, [])
         out.append(f"{name}[{','.join(options)}]" if options else name)
     return out
 

@@ -35,6 +35,7 @@ __all__ = [
     "load_agent_class",
     "parse_agent_spec",
     "split_agent_specs",
+    "split_top_level",
 ]
 
 AGENTS = {
@@ -157,7 +158,7 @@ def parse_agent_spec(spec: str, options: list[str] | tuple[str, ...] = ()) -> Ag
     if match is None:
         raise ValueError(f"bad agent spec {spec!r}; expected NAME or NAME[key=value,...]")
     name, inner = match.group(1), match.group(2)
-    items = [s for s in (inner or "").split(",") if s.strip()] + list(options)
+    items = split_top_level(inner or "") + list(options)
     if name in SB3_AGENTS:
         return AgentSpec(name, _parse_sb3_options(name, items))
     arguments, open_ended = _constructor_options(name, load_agent_class(name))
@@ -194,9 +195,15 @@ def _parse_option(name: str, key: str, text: str, parameter: inspect.Parameter |
             expected = str(e).removeprefix(f"--set {key}={text!r}: ")
             raise ValueError(f"agent {name!r} option {key}={text!r}: {expected}") from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
-        return text
+        value = text
+    if annotation.startswith("list") and not isinstance(value, list):
+        try:  # a list option given bare, as --agent-set kernels=1,3 or kernels=3
+            return json.loads(f"[{text}]")
+        except json.JSONDecodeError:
+            pass
+    return value
 
 
 def _annotation_text(parameter: inspect.Parameter) -> str:
@@ -309,13 +316,25 @@ def _check_json_type(name: str, key: str, text: str, value: Any, annotation: Any
 
 def split_agent_specs(text: str) -> list[str]:
     """``"reinforce[lr=0.01,entropy_weight=0],random"`` -> the two specs (commas in [] kept)."""
-    agents, depth, current = [], 0, ""
+    return split_top_level(text)
+
+
+def split_top_level(text: str) -> list[str]:
+    """`text` split at its commas outside brackets and quotes, each part stripped, none empty.
+
+    >>> split_top_level('kernels=[1,3],policy=kernel-1,label="a,b"')
+    ['kernels=[1,3]', 'policy=kernel-1', 'label="a,b"']
+    """
+    parts, depth, quoted, current = [], 0, False, ""
     for char in text:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            agents.append(current.strip())
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            depth += {"[": 1, "]": -1, "{": 1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0 and not quoted:
+            parts.append(current.strip())
             current = ""
         else:
             current += char
-    agents.append(current.strip())
-    return [a for a in agents if a]
+    parts.append(current.strip())
+    return [part for part in parts if part]

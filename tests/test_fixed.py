@@ -102,6 +102,32 @@ def test_the_probe_draws_what_it_drew_before_and_the_agent_draws_the_same(probe)
     envs.close()
 
 
+@pytest.mark.parametrize(
+    "spec, extra",
+    [
+        ("fixed[policy=kernel-1,kernels=[1,3,5]]", []),  # a list inside the brackets
+        ("fixed[policy=kernel-1]", ["kernels=[1,3,5]"]),
+        ("fixed[policy=kernel-1]", ["kernels=1,3,5"]),  # --agent-set, bare
+    ],
+)
+def test_a_list_option_parses_in_brackets_and_bare(spec, extra):
+    parsed = parse_agent_spec(spec, extra)
+    assert parsed.options == {"policy": "kernel-1", "kernels": [1, 3, 5]}
+    assert parse_agent_spec(parsed.label()).options == parsed.options
+
+
+def test_compare_agent_set_reaches_a_module_class_agent_and_keeps_list_options():
+    from agents.cli import _apply_agent_set
+
+    agents = ["random", "my_agents:Greedy", "fixed[policy=kernel-1,kernels=[1,3,5]]"]
+    items = ["my_agents:Greedy:eps=0.5", "fixed:label=x"]
+    assert _apply_agent_set(agents, items) == [
+        "random",
+        "my_agents:Greedy[eps=0.5]",
+        "fixed[policy=kernel-1,kernels=[1,3,5],label=x]",
+    ]
+
+
 def test_each_policy_fixes_what_it_says():
     envs = make_vector_env(SURROGATE, 6, asynchronous=False, store=":memory:")
     space = envs.single_action_space
