@@ -170,6 +170,32 @@ def _check_sb3(
         )
 
 
+def check_actions(actions: Any, space: Any, single: Any) -> np.ndarray:
+    """`actions`, what the agent's ``act()`` returned, as the vector env's integer array.
+
+    Args:
+        actions: ``act()``'s return value.
+        space: The vector env's batched action space, of shape ``(num_envs, entries)``.
+        single: One environment's ``MultiDiscrete`` action space.
+
+    Raises:
+        ValueError: Not integers of the space's shape, or a value outside the space.
+    """
+    array = np.asarray(actions)
+    if array.shape != space.shape or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"act() returned {array.dtype} of shape {array.shape}; expected integers of shape "
+            f"{space.shape}: one row of {space.shape[-1]} choices per environment (see "
+            "agents.base.Agent.act)"
+        )
+    if not space.contains(array):
+        raise ValueError(
+            f"act() returned a value outside the action space: {array.tolist()} against "
+            f"nvec {single.nvec.tolist()} (row values from 0 to nvec - 1)"
+        )
+    return array
+
+
 def check_update_metrics(label: str, metrics: Any) -> dict[str, float]:
     """`metrics`, what the agent's ``update()`` returned, if it is a dict of numbers.
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
 from agents.base import Agent, InfoObserver, Recommender, SimulatorUser
-from agents.checks import RunChecks, check_agent, check_env_args, make_agent
+from agents.checks import RunChecks, check_actions, check_agent, check_env_args, make_agent
 from agents.executors import check_executor, make_envs
 from agents.metrics_log import AgentClock, MetricsLog, check_tensorboard, update_metrics
 from agents.progress import SearchProgress
@@ -366,10 +366,10 @@ def _run_batch(
     while not terminated.all():
         masks = np.stack([np.concatenate(m) for m in infos["action_mask"]]).astype(bool)
         with timing():
-            actions = choose(obs, masks)
+            actions = check_actions(choose(obs, masks), envs.action_space, envs.single_action_space)
         if first_step is not None and not taken:
-            first_step(obs, masks, np.asarray(actions))
-        taken.append(np.asarray(actions).reshape(num_envs, -1))
+            first_step(obs, masks, actions)
+        taken.append(actions)
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         with timing():
             agent.observe(rewards, terminated)

@@ -51,6 +51,21 @@ class HoldsAnObject(Base):
         return {"rng": self.rng.bit_generator.state, "memory": {"best": [1, object()]}}
 
 
+class ActsInFloats(Base):
+    def act(self, obs, masks):
+        return super().act(obs, masks).astype(float)
+
+
+class ActsFlat(Base):
+    def act(self, obs, masks):
+        return super().act(obs, masks)[0]
+
+
+class ActsOutOfRange(Base):
+    def act(self, obs, masks):
+        return super().act(obs, masks) + 100
+
+
 class ForgetsToReturn(Base):
     def update(self):
         self.rng.random()  # learns, but returns nothing
@@ -155,9 +170,12 @@ def test_a_state_the_checkpoint_cannot_hold_fails_at_update_1_naming_the_key(cus
     [
         ("ForgetsToReturn", "update() returned NoneType, expected a dict of metrics"),
         ("ReturnsText", "update() returned 'loss': 'low', expected a number"),
+        ("ActsInFloats", "act() returned float64 of shape (2, 22); expected integers"),
+        ("ActsFlat", "act() returned int64 of shape (22,); expected integers of shape (2, 22)"),
+        ("ActsOutOfRange", "act() returned a value outside the action space"),
     ],
 )
-def test_update_returning_no_metrics_is_one_line(custom, agent, message, tmp_path, capsys):
+def test_a_broken_act_or_update_is_one_line(custom, agent, message, tmp_path, capsys):
     assert _search(tmp_path / "run", f"{custom}:{agent}") == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
