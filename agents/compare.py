@@ -115,8 +115,14 @@ def compare(
         raise ValueError(f"Expected `recheck` >= 0, actually: {recheck!r}")
     specs = [parse_agent_spec(a) for a in agents]
     labels = [s.label() for s in specs]
-    if not specs or len(set(labels)) != len(labels):
-        raise ValueError(f"`agents` must name distinct agents, got {agents}")
+    if not specs:
+        raise ValueError("`agents` names no agent; name at least one, e.g. 'random,reinforce'")
+    twins = [f"{a!r}" for a, label in zip(agents, labels, strict=True) if labels.count(label) > 1]
+    if twins:
+        raise ValueError(
+            f"`agents` must name distinct agents: {' and '.join(twins)} are the same agent "
+            f"({sorted({lb for lb in labels if labels.count(lb) > 1})} once parsed)"
+        )
     env_kwargs = dict(env_kwargs or {})
     if "store" in env_kwargs:
         raise ValueError(

@@ -235,8 +235,8 @@ def net2deeper(
         The deepened ``(arch, state)``; later layers' state keys shift by one.
 
     Raises:
-        ValueError: the layer is a pool or out of range, the kernel is even or not allowed, or
-            the space's limits would be exceeded.
+        ValueError: the layer is a pool or out of range, the kernel is even or not allowed,
+            the space's limits would be exceeded, or `batch` is not ``(B, in_channels, H, W)``.
     """
     _check_layer(arch, layer)
     check_noise(noise, generator)
@@ -316,6 +316,11 @@ def _input_stats(
     if batch is None:
         ones = torch.ones(width, device=ref.device, dtype=ref.dtype)
         return torch.zeros_like(ones), ones
+    if batch.dim() != 4 or batch.shape[1] != arch.in_channels or len(batch) < 1:
+        raise ValueError(
+            f"Expected `batch` images of shape (B, {arch.in_channels}, H, W) with B >= 1 (the "
+            f"network's input channels), actually: {tuple(batch.shape)}"
+        )
     net = build_net(arch, state, device=ref.device).eval()
     with fp32_exact():  # the statistics must not depend on the GPU's TF32 setting
         out = net(

@@ -188,6 +188,8 @@ def test_agent_options_reach_the_agent(tmp_path):
         (["search", "--seed", "-1"], "Expected `seed` an integer >= 0, actually: -1"),
         (["compare", "--batch", "0"], "Expected `batch` an integer >= 1, actually: 0"),
         (["compare", "--first-seed", "-2"], "Expected `first_seed` an integer >= 0"),
+        (["compare", "--agents", ""], "`agents` names no agent"),
+        (["compare", "--agents", "reinforce[lr=0.01],reinforce[lr=0.010]"], "the same agent"),
     ],
 )
 def test_bad_comparison_input_is_one_line_and_writes_nothing(argv, message, tmp_path, capsys):

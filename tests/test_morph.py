@@ -201,6 +201,11 @@ def _full_block_arch():
         (lambda a, s: net2wider(a, s, 0, 8, noise=-1.0), "`noise` >= 0"),
         (lambda a, s: net2wider(a, s, 0, 8, noise=0.01), "explicit `generator`"),
         (lambda a, s: net2wider(a, {}, 0, 8), "`state` has no"),
+        (lambda a, s: net2deeper(a, s, 0, batch=torch.zeros(2, 1, 16, 16)), r"\(B, 3, H, W\)"),
+        (
+            lambda a, s: net2deeper(a, s, 0, batch=torch.zeros(3, 16, 16)),
+            "actually: \\(3, 16, 16\\)",
+        ),
     ],
 )
 def test_illegal_requests(call, match):
