@@ -153,7 +153,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _apply_agent_set(agents: list[str], items: list[str]) -> list[str]:
     """Fold ``NAME:key=value`` items into the specs of agent NAME."""
-    from agents.registry import split_top_level
+    from agents.registry import parse_agent_spec
 
     extra: dict[str, list[str]] = {}
     for item in items:
@@ -165,13 +165,8 @@ def _apply_agent_set(agents: list[str], items: list[str]) -> list[str]:
     unknown = sorted(set(extra) - {a.split("[", 1)[0] for a in agents})
     if unknown:
         raise ValueError(f"--agent-set names agents not in --agents: {', '.join(unknown)}")
-    out = []
-    for agent in agents:
-        name, _, rest = agent.partition("[")
-        inner = rest.removesuffix("]")  # one bracket: a list option ends in its own
-        options = split_top_level(inner) + extra.get(name, [])
-        out.append(f"{name}[{','.join(options)}]" if options else name)
-    return out
+    # parsed, then written back as labels: values keep their commas (kernels=1,3,5)
+    return [parse_agent_spec(a, extra.get(a.split("[", 1)[0], [])).label() for a in agents]
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -198,7 +198,7 @@ def _parse_option(name: str, key: str, text: str, parameter: inspect.Parameter |
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
-    if annotation.startswith("list") and not isinstance(value, list):
+    if annotation.startswith("list") and not isinstance(value, list | None):
         try:  # a list option given bare, as --agent-set kernels=1,3 or kernels=3
             return json.loads(f"[{text}]")
         except json.JSONDecodeError:
@@ -330,7 +330,7 @@ def split_top_level(text: str) -> list[str]:
         if char == '"':
             quoted = not quoted
         elif not quoted:
-            depth += {"[": 1, "]": -1, "{": 1, "}": -1}.get(char, 0)
+            depth = max(0, depth + {"[": 1, "]": -1, "{": 1, "}": -1}.get(char, 0))
         if char == "," and depth == 0 and not quoted:
             parts.append(current.strip())
             current = ""

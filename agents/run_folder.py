@@ -32,6 +32,7 @@ import json
 import os
 import pickle
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -248,8 +249,8 @@ def _comparable(config: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-_HELD: set[Path] = set()
-"""Run folders (resolved) this process holds: :func:`hold_run_folder` is reentrant."""
+_HELD: set[tuple[Path, int]] = set()
+"""(Run folder, resolved; thread) pairs held: :func:`hold_run_folder` is reentrant per thread."""
 
 
 @contextlib.contextmanager
@@ -258,9 +259,9 @@ def hold_run_folder(out: Path) -> Iterator[None]:
 
     An exclusive POSIX ``flock`` on ``out/run.lock``, released when the block ends or the
     process dies (a no-op where ``fcntl`` is missing). Two processes writing one folder would
-    interleave their checkpoints and records; the second one is refused instead. Reentrant
-    within a process: a comparison holds a run's folder across setting its records aside, the
-    search and the recheck, which hold it again.
+    interleave their checkpoints and records; the second one is refused instead, as is a
+    second thread. Reentrant within a thread: a comparison holds a run's folder across setting
+    its records aside, the search and the recheck, which hold it again.
 
     Raises:
         ValueError: Another process holds the folder (naming it and, if known, its pid).
@@ -271,8 +272,8 @@ def hold_run_folder(out: Path) -> Iterator[None]:
         yield
         return
     out.mkdir(parents=True, exist_ok=True)
-    key = out.resolve()
-    if key in _HELD:  # this process holds it already (a second flock of it would be refused)
+    key = (out.resolve(), threading.get_ident())  # another thread is refused as a process is
+    if key in _HELD:  # this thread holds it already (a second flock of it would be refused)
         yield
         return
     with open(out / "run.lock", "a+", encoding="utf-8") as handle:
@@ -295,17 +296,17 @@ def hold_run_folder(out: Path) -> Iterator[None]:
                 "process writes it",
                 stacklevel=3,
             )
-            yield
-            return
-        _HELD.add(key)
+        _HELD.add(key)  # unlocked too: the nested holds neither retry nor warn again
         try:
-            handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+            if unlockable is None:
+                handle.truncate(0)
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
             yield
         finally:
             _HELD.discard(key)
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if unlockable is None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,8 @@ __all__ = ["SearchArgs", "check_search_numbers"]
 def check_search_numbers(nets: int, batch: int, seed: int, seed_name: str = "seed") -> None:
     """Raise ValueError for `nets` or `batch` below 1 or a negative `seed`, naming the value."""
     for name, value, least in (("nets", nets, 1), ("batch", batch, 1), (seed_name, seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not whole or value < least:  # numpy integers are whole numbers too
             raise ValueError(f"Expected `{name}` an integer >= {least}, actually: {value!r}")
 
 

@@ -649,8 +649,11 @@ BENCH_FIXED_ARGUMENTS = (
     "start_lr",
     "noise",
     "augment",
+    "reward_mode",
 )
-"""What decides a trained child's accuracy: with the bench, these must be its env's own."""
+"""What decides a trained child's accuracy (a dense episode fine-tunes after every step, a
+sparse one once): with the bench, these must be its env's own. Another ``schedule`` is allowed:
+its networks are of the same space, scored as the model extrapolates."""
 
 
 def _check_bench_arguments(given: dict[str, Any], start_arch: AnyArch, family: Any) -> None:

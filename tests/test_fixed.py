@@ -119,13 +119,20 @@ def test_a_list_option_parses_in_brackets_and_bare(spec, extra):
 def test_compare_agent_set_reaches_a_module_class_agent_and_keeps_list_options():
     from agents.cli import _apply_agent_set
 
-    agents = ["random", "my_agents:Greedy", "fixed[policy=kernel-1,kernels=[1,3,5]]"]
-    items = ["my_agents:Greedy:eps=0.5", "fixed:label=x"]
+    agents = ["random", "agents.reinforce:Reinforce", "fixed[policy=kernel-1]"]
+    items = ["agents.reinforce:Reinforce:lr=0.5", "fixed:kernels=1,3,5"]  # a bare list too
     assert _apply_agent_set(agents, items) == [
         "random",
-        "my_agents:Greedy[eps=0.5]",
-        "fixed[policy=kernel-1,kernels=[1,3,5],label=x]",
+        "agents.reinforce:Reinforce[lr=0.5]",
+        "fixed[kernels=[1, 3, 5],policy=kernel-1]",
     ]
+
+
+def test_a_null_list_option_stays_none():
+    assert parse_agent_spec("fixed[policy=deepen-first,kernels=null]").options == {
+        "policy": "deepen-first",
+        "kernels": None,
+    }
 
 
 def test_each_policy_fixes_what_it_says():

@@ -135,6 +135,39 @@ def test_a_process_holds_its_own_folder_again(tmp_path):
             run_search(_args(out, nets=4))
 
 
+def test_another_thread_is_refused_as_another_process_is(tmp_path):
+    import threading
+
+    from agents.run_folder import hold_run_folder
+
+    out, refused = tmp_path / "run", []
+
+    def second_writer():
+        try:
+            with hold_run_folder(out):
+                pass
+        except ValueError as e:
+            refused.append(str(e))
+
+    with hold_run_folder(out):
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        thread.join()
+    assert refused and "is in use by process" in refused[0]
+
+
+def test_numpy_integers_are_whole_numbers_of_a_search():
+    args = _args("unused", nets=np.int64(4))
+    args.seed = np.int32(1)
+    from agents.search_args import check_search_numbers
+
+    check_search_numbers(args.nets, args.batch, args.seed)
+    with pytest.raises(ValueError, match=r"`nets` an integer >= 1, actually: 2.5"):
+        check_search_numbers(2.5, 2, 0)
+    with pytest.raises(ValueError, match="`seed` an integer >= 0, actually: True"):
+        check_search_numbers(4, 2, True)
+
+
 def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
     import errno
     import fcntl
@@ -149,8 +182,10 @@ def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
         return real_flock(handle, operation)
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
-    with pytest.warns(UserWarning, match=r"cannot be locked \(No locks available\)"):
-        assert len(run_search(_args(tmp_path / "run", nets=4))) == 4
+    with pytest.warns(UserWarning, match=r"cannot be locked \(No locks available\)") as seen:
+        with hold_run_folder(tmp_path / "run"):  # as compare holds it around the search
+            assert len(run_search(_args(tmp_path / "run", nets=4))) == 4
+    assert len([w for w in seen if "cannot be locked" in str(w.message)]) == 1  # said once
     with pytest.warns(UserWarning), pytest.raises(KeyError) as raised:
         with hold_run_folder(tmp_path / "other"):
             raise KeyError("the search's own error")
