@@ -188,9 +188,13 @@ def check_actions(actions: Any, space: Any, single: Any) -> np.ndarray:
             f"{space.shape}: one row of {space.shape[-1]} choices per environment (see "
             "agents.base.Agent.act)"
         )
+    shown = array.tolist()
+    if array.max(initial=0) > np.iinfo(np.int64).max:  # a huge unsigned value: beyond any nvec
+        array = np.full(array.shape, -1)
+    array = array.astype(np.int64)  # unsigned or narrow integers: the space's dtype
     if not space.contains(array):
         raise ValueError(
-            f"act() returned a value outside the action space: {array.tolist()} against "
+            f"act() returned a value outside the action space: {shown} against "
             f"nvec {single.nvec.tolist()} (row values from 0 to nvec - 1)"
         )
     return array

@@ -362,3 +362,26 @@ def test_the_built_in_agents_keep_the_contract(agent):
 
     verdicts = check_agent_contract(agent, updates=2, batch=3)
     assert all(v.passed for v in verdicts), verdicts
+
+
+def test_integer_actions_of_any_kind_are_accepted_as_the_space_s():
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from gymnasium.vector.utils import batch_space
+
+    from agents.checks import check_actions
+
+    single = gym.spaces.MultiDiscrete([3, 4])
+    batched = batch_space(single, 2)
+    rows = [[1, 2], [0, 3]]
+    for actions in (
+        rows,
+        np.array(rows, dtype=np.uint64),
+        np.array(rows, dtype=np.int32),
+        torch.tensor(rows),
+    ):
+        checked = check_actions(actions, batched, single)
+        assert checked.dtype == np.int64 and checked.tolist() == rows
+    with pytest.raises(ValueError, match=r"outside the action space: \[\[1, 2\], \[0, 9\]\]"):
+        check_actions(np.array([[1, 2], [0, 9]], dtype=np.uint64), batched, single)
