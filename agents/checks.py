@@ -322,9 +322,11 @@ def warn_illegal(label: str, records: list[dict[str, Any]]) -> bool:
     illegal = [r.get("illegal_actions", 0) for r in records]
     if not any(illegal):
         return False
+    first, last = records[0]["update"], records[-1]["update"]
+    when = f"update {first}" if first == last else f"updates {first}-{last}"
     warnings.warn(
         f"agent {label} took {sum(illegal)} illegal actions in {sum(map(bool, illegal))} of "
-        f"{len(records)} episodes (update {records[0]['update']}): it ignores the masks, so the "
+        f"{len(records)} episodes ({when}): it ignores the masks, so the "
         "env applied only the legal part of those steps; each child record counts them "
         "(`illegal_actions`)",
         stacklevel=3,

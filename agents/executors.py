@@ -35,6 +35,13 @@ def check_executor(args: SearchArgs, spec: AgentSpec) -> None:
         raise ValueError(f"Expected `executor` in {EXECUTORS}, actually: {args.executor!r}")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"Expected `workers` >= 1 or None, actually: {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"Expected `threads` >= 1 or None, actually: {args.threads}")
+    if spec.is_sb3 and (args.asynchronous or args.workers is not None):
+        raise ValueError(
+            f"SB3 agents ({spec.name}) step their environments in this process: leave out "
+            "--async and --workers, or use a protocol agent (reinforce, random, module:Class)"
+        )
     if args.executor != "ray":
         if args.ray_address is not None:
             raise ValueError("`ray_address` needs `executor='ray'` (--executor ray)")

@@ -20,6 +20,7 @@ from eas_gym.data import dataset_classes, dataset_identity, load_dataset
 from eas_gym.export import load_arch, load_state, save_model
 from eas_gym.family import AnyArch, build_model, parse_net
 from eas_gym.own_data import is_own_dataset
+from eas_gym.splits import resolve_device
 from eas_gym.train import TrainConfig, fine_tune
 
 __all__ = ["final_train", "resolve_target"]
@@ -40,7 +41,13 @@ def resolve_target(target: str) -> tuple[AnyArch | None, Path | None, dict[str, 
         env_kwargs = {**gym.spec(config["env_id"]).kwargs, **config["env_kwargs"]}
         return load_arch(path / "best"), path / "best", env_kwargs
     if (path / "arch.json").exists():
-        return load_arch(path), path, {}
+        run = path.parent
+        if path.name == "best" and (run / "config.json").exists():  # RUN/best: the run's data
+            _, _, env_kwargs = resolve_target(str(run))
+            return load_arch(path), path, env_kwargs
+        recorded = json.loads((path / "arch.json").read_text()).get("env_id")
+        env_kwargs = dict(gym.spec(recorded).kwargs) if recorded in gym.registry else {}
+        return load_arch(path), path, env_kwargs  # its env's registered data, if it says
     if path.exists():
         raise FileNotFoundError(f"{target} is neither a run folder nor a saved model folder")
     return None, None, {}
@@ -88,6 +95,7 @@ def final_train(
         A record with the net string, parameters, test accuracy, epochs, seconds and where
         the network was saved.
     """
+    resolve_device(device)  # a ValueError for a bad name before any data is read
     arch, folder, run_env = resolve_target(target)
     dataset = dataset or run_env.get("dataset", "cifar10")
     image_size = image_size or run_env.get("image_size")

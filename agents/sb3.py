@@ -24,6 +24,7 @@ base env through ``Monitor`` and ``gym.make``'s wrappers.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from sb3_contrib import MaskablePPO
@@ -102,6 +103,7 @@ def make_sb3_model(
         ValueError: `algo` is unknown or `n_steps` is below 1.
     """
     cls = algo_class(algo)
+    kwargs = copy.deepcopy(kwargs)  # SB3 writes into some (A2C: policy_kwargs' optimizer)
     if n_steps is None:
         n_steps = len(venv.get_attr("schedule", indices=0)[0])
     if n_steps < 1:

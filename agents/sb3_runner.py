@@ -18,6 +18,7 @@ writes its event files to ``OUT/tensorboard`` as well.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents.checks import warn_illegal
 from agents.metrics_log import MetricsLog, update_metrics
 from agents.registry import AgentSpec
 from agents.run_folder import (
@@ -142,6 +144,12 @@ def run_sb3(
     model = _model(spec, venv, args.seed, saved, tensorboard_log)
     children = [] if saved is None else checkpoint_children(saved, out / _STATE) or []
     repair_jsonl(out / "children.jsonl", children)
+    if saved is not None and len(children) < total:
+        print(
+            f"resuming {out}: {len(children)} of {total} networks done (an SB3 agent's rollout "
+            "buffer and RNG start afresh, so the rest differs from an uninterrupted run)",
+            file=sys.stderr,
+        )
     done = 0 if saved is None else int(saved.get("update", 0))
     log = MetricsLog(out, done, None if saved is None else saved.get("log"))
     if len(children) < total:
@@ -155,6 +163,7 @@ def run_sb3(
         )
     log.close()
     venv.close()
+    warn_illegal(spec.label(), children)  # ppo and a2c see no masks: say what that cost
     return children
 
 

@@ -16,10 +16,20 @@ __all__ = ["DataBundle", "Split", "resolve_device"]
 
 
 def resolve_device(device: torch.device | str = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else -> ``torch.device``."""
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else -> ``torch.device``.
+
+    Raises:
+        ValueError: `device` names no torch device (``"gpu"``, say).
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:  # torch's message lists its device types
+        raise ValueError(
+            f"Expected `device` 'auto', 'cpu', 'cuda' or 'cuda:N' (a torch device), actually: "
+            f"{device!r}"
+        ) from e
 
 
 @dataclass(frozen=True, eq=False)

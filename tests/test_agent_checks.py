@@ -221,12 +221,33 @@ def test_records_without_the_count_still_read(tmp_path):
     assert run_search(_args(out, "random")) == old  # a finished run kept without its .pt
 
 
-def test_sb3_records_count_illegal_actions(tmp_path):
+def test_sb3_records_count_illegal_actions_and_warn_once(tmp_path):
     pytest.importorskip("sb3_contrib")
-    masked = run_search(_args(tmp_path / "masked", "maskable-ppo"))
-    plain = run_search(_args(tmp_path / "plain", "ppo"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # maskable-ppo: no warning
+        masked = run_search(_args(tmp_path / "masked", "maskable-ppo"))
+    with pytest.warns(UserWarning, match=r"agent ppo took \d+ illegal actions .*\(updates 0-1\)"):
+        plain = run_search(_args(tmp_path / "plain", "ppo"))
     assert all(c["illegal_actions"] == 0 for c in masked)
     assert sum(c["illegal_actions"] for c in plain) > 0  # plain PPO does not see the masks
+
+
+def test_sb3_options_are_not_changed_by_the_model(tmp_path):
+    """A2C writes its optimizer class into policy_kwargs: the run's config must stay JSON."""
+    pytest.importorskip("sb3_contrib")
+    args = _args(tmp_path / "run", 'a2c[policy_kwargs={"net_arch":[8]}]')
+    assert len(run_search(args)) == 4
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "policy_kwargs" in json.dumps(saved) and "optimizer_class" not in json.dumps(saved)
+
+
+def test_sb3_refuses_worker_processes_it_would_not_use(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    args = _args(tmp_path / "run", "ppo")
+    args.asynchronous = True
+    with pytest.raises(ValueError, match="SB3 agents \\(ppo\\) step their environments"):
+        run_search(args)
+    assert not (tmp_path / "run").exists()
 
 
 # ---- the constructor and option types (item 3) --------------------------------------------

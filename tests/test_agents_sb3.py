@@ -124,7 +124,7 @@ def test_synthetic_smoke(tmp_path):
     assert not any(info["illegal_action"] for info in record.infos)
 
 
-def test_an_sb3_search_logs_every_rollout_in_metrics_jsonl(tmp_path):
+def test_an_sb3_search_logs_every_rollout_in_metrics_jsonl(tmp_path, capsys):
     import json
 
     from agents.runner import SearchArgs, run_search
@@ -134,6 +134,10 @@ def test_an_sb3_search_logs_every_rollout_in_metrics_jsonl(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(x["update"], x["nets"]) for x in lines] == [(0, 2), (1, 4), (2, 6)]
     assert all("train/value_loss" in x and "charts/batch_mean_acc" in x for x in lines)
-    run_search(SearchArgs(**args, nets=8, progress=False))  # extended from its checkpoint
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="illegal actions"):  # plain PPO sees no masks
+        run_search(SearchArgs(**args, nets=8, progress=False))  # extended from its checkpoint
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["nets"] for x in lines] == [2, 4, 6, 8]
+    said = capsys.readouterr().err
+    assert "6 of 8 networks done" in said and "differs from an uninterrupted run" in said

@@ -111,6 +111,12 @@ def test_train_a_found_network(tmp_path, capsys):
     assert record["inherited_weights"] and 0.0 <= record["test_accuracy"] <= 1.0
     assert record["dataset"] == "synthetic" and record["image_size"] == 16
     assert (tmp_path / "final" / "weights.pt").exists()
+    # its best/ folder as the target: the run's dataset still (it used to read CIFAR-10)
+    assert main(["train", str(out / "best"), "--epochs", "0.5", "--out", str(tmp_path / "f2")]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["dataset"] == "synthetic" and record["image_size"] == 16
+    assert main(["train", str(out), "--device", "gpu"]) == 2  # one line, before any data
+    assert "Expected `device` 'auto', 'cpu', 'cuda' or 'cuda:N'" in capsys.readouterr().err
 
 
 def test_search_and_train_on_your_own_npz(tmp_path, capsys):
