@@ -144,6 +144,7 @@ def final_train(
         "params": arch.num_params(),
         "dataset": dataset,
         "image_size": data.image_shape[-1],
+        "normalize": {"mean": list(data.mean), "std": list(data.std)},  # of its inputs
         "train_images": len(data.train) + len(data.val),
         "epochs": epochs,
         "augment": augment,

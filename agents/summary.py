@@ -66,8 +66,14 @@ def export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> f
             f"{best['net']}; best/ gets its architecture only",
             stacklevel=3,
         )
+    data = env.eval_config  # what the inputs were: load_dataset(...) rebuilds mean and std
+    inputs = {k: getattr(data, k) for k in ("train_size", "val_size", "image_size")}
+    inputs = {"name": data.dataset, **inputs}  # load_dataset(**inputs); your own: its path
     save_model(
-        out / "best", arch, state, {"accuracy": best["accuracy"], "env_id": config["env_id"]}
+        out / "best",
+        arch,
+        state,
+        {"accuracy": best["accuracy"], "env_id": config["env_id"], "inputs": inputs},
     )
     summary = {
         "nets": len(children),

@@ -15,7 +15,9 @@ import torch
 from agents.cli import main
 from agents.runner import read_children
 from eas_gym import load_model
+from eas_gym.data import load_dataset
 from eas_gym.store import EvalStore
+from eas_gym.train import evaluate
 
 SYNTHETIC = ["--env", "EAS-Synthetic-v0", "--set", "schedule=WD", "--set", "reward_mode=sparse"]
 
@@ -45,7 +47,13 @@ def test_a_trained_search_keeps_the_best_weights_and_its_lineage(tmp_path, capsy
     sets = ["--set", "schedule=WD", "--set", "epochs=0.2", "--set", "reward_mode=sparse"]
     assert main([*args, "--out", str(out), *sets, "--no-progress"]) == 0
     best = max(read_children(out), key=lambda c: c["accuracy"])
-    assert str(load_model(out / "best").arch) == best["net"]  # with its trained weights
+    model = load_model(out / "best")
+    assert str(model.arch) == best["net"]  # with its trained weights
+    # its record says what inputs it expects: they give back its validation accuracy exactly
+    inputs = json.loads((out / "best" / "arch.json").read_text())["inputs"]
+    data = load_dataset(**inputs)
+    accuracy, _ = evaluate(model, data.val, mean=data.mean, std=data.std)
+    assert accuracy == best["accuracy"]
     assert main(["show", str(out)]) == 0
     assert "lineage of the best network" in capsys.readouterr().out
 
@@ -109,6 +117,7 @@ def test_train_a_found_network(tmp_path, capsys):
     assert main(["train", str(out), "--epochs", "0.5", "--out", str(tmp_path / "final")]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["inherited_weights"] and 0.0 <= record["test_accuracy"] <= 1.0
+    assert len(record["normalize"]["mean"]) == len(record["normalize"]["std"]) == 3
     assert record["dataset"] == "synthetic" and record["image_size"] == 16
     assert (tmp_path / "final" / "weights.pt").exists()
     # its best/ folder as the target: the run's dataset still (it used to read CIFAR-10)
