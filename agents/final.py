@@ -96,7 +96,14 @@ def final_train(
         the network was saved.
     """
     resolve_device(device)  # a ValueError for a bad name before any data is read
+    if not epochs > 0:
+        raise ValueError(f"Expected `epochs` > 0, actually: {epochs!r}")
+    for name, value in (("image_size", image_size), ("train_size", train_size)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise ValueError(f"Expected `{name}` >= 1 or None (the run's), actually: {value!r}")
     arch, folder, run_env = resolve_target(target)
+    if out is not None and folder is not None and Path(out).resolve() == folder.resolve():
+        raise ValueError(f"`out` {out} is the network's own folder: choose another, or omit it")
     dataset = dataset or run_env.get("dataset", "cifar10")
     image_size = image_size or run_env.get("image_size")
     data_dir = data_dir or run_env.get("data_dir")

@@ -215,8 +215,12 @@ def check_config(out: Path, record: dict[str, Any]) -> None:
             k for k in set(saved) | set(record) if _comparable(saved, k) != _comparable(record, k)
         )
         if diff and _holds_a_search(out):
+            changes = "; ".join(
+                f"{k}: {_comparable(saved, k)!r} there, {_comparable(record, k)!r} now"
+                for k in diff
+            )
             raise ValueError(
-                f"run folder {out} holds a search with other settings ({', '.join(diff)}); "
+                f"run folder {out} holds a search with other settings ({changes}); "
                 "use another --out or the same settings"
             )
         # else a start that failed before its first update (a bad dataset, say): nothing to keep

@@ -126,6 +126,13 @@ def test_train_a_found_network(tmp_path, capsys):
     assert record["dataset"] == "synthetic" and record["image_size"] == 16
     assert main(["train", str(out), "--device", "gpu"]) == 2  # one line, before any data
     assert "Expected `device` 'auto', 'cpu', 'cuda' or 'cuda:N'" in capsys.readouterr().err
+    for bad, said in (
+        (["--epochs", "0"], "`epochs` > 0"),
+        (["--image-size", "0"], "`image_size` >= 1"),
+        (["--out", str(out / "best")], "is the network's own folder"),
+    ):
+        assert main(["train", str(out / "best"), *bad]) == 2
+        assert said in capsys.readouterr().err
 
 
 def test_search_and_train_on_your_own_npz(tmp_path, capsys):
@@ -225,7 +232,7 @@ def test_run_folder_from_other_settings_is_refused(tmp_path, capsys):
     base = ["search", "--env", "EAS-Surrogate-v0", "--nets", "2", "--batch", "2", "--out", out]
     assert main([*base, "--no-progress"]) == 0
     assert main([*base, "--seed", "1", "--no-progress"]) == 2
-    assert "other settings (seed)" in capsys.readouterr().err
+    assert "other settings (seed: 0 there, 1 now)" in capsys.readouterr().err
 
 
 def _search_cmd(out):
@@ -429,3 +436,18 @@ def test_a_run_on_your_own_data_resumes_by_contents_not_path(tmp_path, monkeypat
     capsys.readouterr()
     assert main([*base, "--set", "dataset=mine.npz", "--nets", "6"]) == 2
     assert "dataset_identity" in capsys.readouterr().err
+
+
+def test_version_and_a_reader_that_leaves_early(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("eas-gym ")
+    listing = subprocess.Popen(  # `eas-gym list | true`: the reader is gone before the output
+        [sys.executable, "-m", "agents.cli", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    listing.stdout.close()
+    assert listing.wait(timeout=120) == 0
+    assert "Traceback" not in listing.stderr.read()
