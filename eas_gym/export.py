@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from eas_gym.arch import Arch
+from eas_gym.densenet import DenseArch
 from eas_gym.family import AnyArch, build_model, parse_net
 from eas_gym.net import StateDict
 from eas_gym.splits import resolve_device
@@ -29,25 +31,43 @@ def save_model(
 
     ``arch.json`` records the SHA-256 of ``weights.pt`` (or null when `state` is None), which
     :func:`load_model` checks.
+
+    Raises:
+        TypeError: `arch` is not an architecture (a net string: parse it with
+            :func:`eas_gym.family.parse_net`).
+        ValueError: `state` does not fit `arch`, or `meta` is not JSON; nothing is written.
     """
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    checksum = None
+    if not isinstance(arch, Arch | DenseArch):
+        raise TypeError(
+            f"Expected `arch` an Arch or DenseArch (eas_gym.family.parse_net reads a net "
+            f"string), got {type(arch).__name__}"
+        )
     if state is not None:
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
-        (folder / "weights.pt").write_bytes(buffer.getvalue())
-        checksum = hashlib.sha256(buffer.getvalue()).hexdigest()
-    elif (folder / "weights.pt").exists():
-        (folder / "weights.pt").unlink()  # never leave weights that belong to another network
-    record = {
+        try:
+            build_model(arch, state)  # strict: the keys and shapes load_model will need
+        except RuntimeError as e:
+            raise ValueError(f"`state` does not fit {arch}: {e}") from None
+    record: dict[str, Any] = {
         "net": arch.to_string(),
         "num_classes": arch.num_classes,
         "in_channels": arch.in_channels,
         "params": arch.num_params(),
-        "weights_sha256": checksum,
+        "weights_sha256": None,
         **(meta or {}),
     }
+    try:
+        json.dumps(record)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`meta` must be JSON (numbers, strings, lists, dicts): {e}") from None
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+        (folder / "weights.pt").write_bytes(buffer.getvalue())
+        record["weights_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    elif (folder / "weights.pt").exists():
+        (folder / "weights.pt").unlink()  # never leave weights that belong to another network
     (folder / "arch.json").write_text(json.dumps(record, indent=2) + "\n")
     return folder
 

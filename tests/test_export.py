@@ -81,10 +81,26 @@ def test_altered_weights_are_refused(tmp_path):
 
 
 def test_weights_of_another_architecture_do_not_fit(tmp_path):
+    import json
+
     wide = parse_net("C16-3 MP C8-3 MP C8-3 MP C8-3 GAP FC16")
-    save_model(tmp_path, SMALL_START, build_model(wide).state_dict())
+    with pytest.raises(ValueError, match="`state` does not fit"):  # refused before writing
+        save_model(tmp_path / "refused", SMALL_START, build_model(wide).state_dict())
+    assert not (tmp_path / "refused").exists()
+    save_model(tmp_path, wide, build_model(wide).state_dict())
+    record = json.loads((tmp_path / "arch.json").read_text())
+    record["net"] = SMALL_START.to_string()  # a folder edited by hand: its weights are wide
+    (tmp_path / "arch.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="do not fit"):
         load_model(tmp_path)
+
+
+def test_save_refuses_a_net_string_and_meta_that_is_not_json(tmp_path):
+    with pytest.raises(TypeError, match="parse_net reads a net string"):
+        save_model(tmp_path / "a", "C4-3 GAP FC8", None)
+    with pytest.raises(ValueError, match="`meta` must be JSON"):
+        save_model(tmp_path / "b", SMALL_START, None, {"when": object()})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize(
