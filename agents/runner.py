@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,13 @@ def run_search(args: SearchArgs) -> list[dict[str, Any]]:
             children = run_sb3(args, spec, out, env_kwargs)
         else:
             children = _run_protocol(args, spec, out, env_kwargs)
+        total = math.ceil(args.nets / args.batch) * args.batch
+        if len(children) > total:  # a search only grows: its records stay as they are
+            warnings.warn(
+                f"{out} already holds {len(children)} networks, more than the {total} asked "
+                f"for: nothing was run, and all {len(children)} are kept and reported",
+                stacklevel=2,
+            )
         start_accuracy = export_best(children, out, store)
         title = f"{spec.label()} on {args.env_id}"
         plot_search(children, out / "search.png", title, start_accuracy)

@@ -27,11 +27,23 @@ def lineage_graph(store: EvalStore, key: str) -> nx.DiGraph:
 
 
 def describe_run(run: str, top: int = 5) -> str:
-    """A text report of the run folder `run`."""
+    """A text report of the run folder `run`: settings, the `top` networks, the best's lineage.
+
+    Raises:
+        ValueError: `top` < 1.
+        FileNotFoundError: `run` is not a run folder (a comparison's folder is named as such).
+    """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"Expected `top` >= 1, actually: {top!r}")
     folder = Path(run)
     config_path = folder / "config.json"
     if not config_path.exists():
-        raise FileNotFoundError(f"{run} is not a run folder (no config.json)")
+        hint = (
+            f"; it holds a comparison: eas-gym compare --report --out {run}"
+            if any(Path(run).glob("*/seed-*/config.json"))
+            else ""
+        )
+        raise FileNotFoundError(f"{run} is not a run folder (no config.json){hint}")
     config = json.loads(config_path.read_text())
     children = read_children(folder)
     lines = [f"run {folder}: {config['agent']} on {config['env_id']}, seed {config['seed']}"]

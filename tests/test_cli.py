@@ -65,6 +65,11 @@ def test_extending_a_finished_search_only_adds(tmp_path):
     first = read_children(out)
     assert main([*base, "--nets", "4"]) == 0
     assert read_children(out)[:2] == first and len(read_children(out)) == 4
+    with pytest.warns(UserWarning, match="already holds 4 networks, more than the 2 asked for"):
+        assert main([*base, "--nets", "2"]) == 0  # a search only grows
+    assert len(read_children(out)) == 4
+    assert main(["show", out, "--top", "-1"]) == 2
+    assert main(["show", str(tmp_path)]) == 2  # a folder holding a run, not a run
 
 
 def test_compare_writes_table_and_plot(tmp_path, capsys):
@@ -91,6 +96,8 @@ def test_compare_writes_table_and_plot(tmp_path, capsys):
     assert "| reinforce |" in table and "| random |" in table
     result = json.loads((out / "compare.json").read_text())
     assert len(result["runs"]["random"]) == 2 and (out / "compare.png").exists()
+    assert main(["show", str(out)]) == 2  # a comparison, not a run: says what reads it
+    assert f"it holds a comparison: eas-gym compare --report --out {out}" in capsys.readouterr().err
 
 
 def test_train_a_found_network(tmp_path, capsys):
