@@ -270,11 +270,14 @@ def _parse_sb3_options(name: str, items: list[str]) -> dict[str, Any]:
         ) from e
 
     params = inspect.signature(algo_class(name).__init__).parameters
-    allowed = sorted(n for n in params if n not in ("self", "policy", "env", "seed", "kwargs"))
+    fixed = ("self", "policy", "env", "seed", "kwargs")  # set by the search itself
+    allowed = sorted(n for n in params if n not in fixed and not n.startswith("_"))
     values: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
+        if key == "seed":
+            raise ValueError(f"agent {name!r}: its seed is the search's (--seed), not an option")
         if not sep or key not in allowed:
             raise ValueError(
                 f"agent {name!r} has no option {key!r}; valid options: {', '.join(allowed)}"
