@@ -251,7 +251,7 @@ def _costs(result: dict[str, Any]) -> list[str]:
         if any(v is None for v in values):
             return "n/a"  # runs recorded before this was
         summed = sum(float(v) for v in values if v is not None)
-        return f"{summed / scale:.{1 if unit == 'h' else 2}f} {unit}"
+        return _duration(summed) if unit == "h" else f"{summed / scale:.2f} {unit}"
 
     lines = [
         "",
@@ -271,6 +271,17 @@ def _costs(result: dict[str, Any]) -> list[str]:
             total(rs, "agent_cpu_seconds", 1, "s"),
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    hours = sum(r["batch_wall_seconds"] for rs in runs.values() for r in rs) / 3600
-    lines += ["", f"Child training in all: {hours:.1f} h of wall time."]
+    seconds = sum(r["batch_wall_seconds"] for rs in runs.values() for r in rs)
+    lines += ["", f"Child training in all: {_duration(seconds)} of wall time."]
     return lines
+
+
+def _duration(seconds: float) -> str:
+    """Hours to one decimal; under six minutes, minutes or seconds (a short run is not 0.0 h).
+
+    >>> _duration(53640), _duration(150), _duration(36.2)
+    ('14.9 h', '2.5 min', '36.2 s')
+    """
+    if seconds >= 360:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
