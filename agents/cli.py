@@ -476,7 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eas-gym`` console script: errors a user can make are one line."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that left (`| head`) raises here, not at exit
+        return code
     except (ValueError, FileNotFoundError) as e:
         print(f"eas-gym: error: {e}", file=sys.stderr)
         return 2

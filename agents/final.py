@@ -53,6 +53,15 @@ def resolve_target(target: str) -> tuple[AnyArch | None, Path | None, dict[str, 
     return None, None, {}
 
 
+def _run_folder(target: str, folder: Path | None) -> Path | None:
+    """The run folder of a target that is one or is its ``best/``, else None."""
+    if (Path(target) / "config.json").exists():
+        return Path(target)
+    if folder is not None and folder.name == "best" and (folder.parent / "config.json").exists():
+        return folder.parent
+    return None
+
+
 def _warn_if_the_data_changed(config: Path, dataset: str) -> None:
     """Warn when a run searched your own dataset and the file now holds other data."""
     recorded = json.loads(config.read_text()).get("dataset_identity") if config.is_file() else None
@@ -104,15 +113,17 @@ def final_train(
     arch, folder, run_env = resolve_target(target)
     if out is not None and folder is not None and Path(out).resolve() == folder.resolve():
         raise ValueError(f"`out` {out} is the network's own folder: choose another, or omit it")
+    run = _run_folder(target, folder)  # RUN for RUN and RUN/best; None for anything else
     dataset = dataset or run_env.get("dataset", "cifar10")
     image_size = image_size or run_env.get("image_size")
     data_dir = data_dir or run_env.get("data_dir")
-    if data_dir is None and not os.environ.get("EAS_DATA_DIR"):
-        data_dir = recorded_data_location(target)  # where the search read it
+    if data_dir is None and not os.environ.get("EAS_DATA_DIR") and run is not None:
+        data_dir = recorded_data_location(str(run))  # where the search read it
         if data_dir is not None and not download and dataset == run_env.get("dataset", "cifar10"):
-            check_recorded_data(target, dataset, data_dir)  # one line if the data moved
+            check_recorded_data(str(run), dataset, data_dir)  # one line if the data moved
     num_classes = dataset_classes(dataset)  # a ValueError for an unknown name or path
-    _warn_if_the_data_changed(Path(target) / "config.json", dataset)
+    if run is not None:
+        _warn_if_the_data_changed(run / "config.json", dataset)
     if arch is None:
         arch = parse_net(target, num_classes=num_classes)
     state = None if scratch or folder is None else load_state(folder)
@@ -161,8 +172,8 @@ def final_train(
         "seconds": round(time.perf_counter() - start, 2),
     }
     if out is None:
-        if (Path(target) / "config.json").exists():
-            out = str(Path(target) / "final")
+        if run is not None:
+            out = str(run / "final")
         elif folder is not None:
             out = str(folder.with_name(folder.name + "-final"))
         else:

@@ -66,15 +66,17 @@ def export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> f
             f"{best['net']}; best/ gets its architecture only",
             stacklevel=3,
         )
-    data = env.eval_config  # what the inputs were: load_dataset(...) rebuilds mean and std
-    inputs = {k: getattr(data, k) for k in ("train_size", "val_size", "image_size")}
-    inputs = {"name": data.dataset, **inputs}  # load_dataset(**inputs); your own: its path
-    save_model(
-        out / "best",
-        arch,
-        state,
-        {"accuracy": best["accuracy"], "env_id": config["env_id"], "inputs": inputs},
-    )
+    meta: dict[str, Any] = {"accuracy": best["accuracy"], "env_id": config["env_id"]}
+    if state is not None:  # what its inputs were: load_dataset(**inputs) rebuilds mean and std
+        data = env.eval_config
+        name = {**gym.spec(config["env_id"]).kwargs, **config["env_kwargs"]}.get("dataset")
+        sizes = {k: getattr(data, k) for k in ("train_size", "val_size", "image_size")}
+        meta["inputs"] = {"name": name or "cifar10", **sizes}  # your own: its (absolute) path
+    try:
+        save_model(out / "best", arch, state, meta)
+    except ValueError as e:  # weights that do not fit: the search's records still stand
+        warnings.warn(f"{out}: best/ gets the architecture only: {e}", stacklevel=3)
+        save_model(out / "best", arch, None, meta)
     summary = {
         "nets": len(children),
         "best": {k: best[k] for k in ("net", "accuracy", "params")},

@@ -42,6 +42,8 @@ def save_model(
             f"Expected `arch` an Arch or DenseArch (eas_gym.family.parse_net reads a net "
             f"string), got {type(arch).__name__}"
         )
+    if state is not None and not state:
+        raise ValueError("`state` is empty: pass None to save the architecture alone")
     if state is not None:
         try:
             build_model(arch, state)  # strict: the keys and shapes load_model will need

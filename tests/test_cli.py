@@ -152,13 +152,21 @@ def test_search_and_train_on_your_own_npz(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["search", *SYNTHETIC, *own, "--set", "val_size=20", "--agent", "random"]
     assert main([*argv, "--nets", "2", "--batch", "2", "--out", str(out), "--no-progress"]) == 0
-    assert load_model(out / "best")(torch.rand(2, 3, 16, 16)).shape == (2, 4)  # its 4 classes
+    model = load_model(out / "best")
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 4)  # its 4 classes
+    inputs = json.loads((out / "best" / "arch.json").read_text())["inputs"]
+    data = load_dataset(**inputs)  # your own file, by its path: its validation accuracy again
+    best = max(read_children(out), key=lambda c: c["accuracy"])
+    assert evaluate(model, data.val, mean=data.mean, std=data.std)[0] == best["accuracy"]
     capsys.readouterr()
     assert main(["train", str(out), "--epochs", "0.5", "--out", str(tmp_path / "final")]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["dataset"] == str(tmp_path / "mine.npz")
     assert record["train_images"] == 80  # all of them, validation images included
     assert 0.0 <= record["test_accuracy"] <= 1.0
+    (tmp_path / "mine.npz").rename(tmp_path / "moved.npz")  # RUN/best reads the run's records
+    assert main(["train", str(out / "best"), "--epochs", "0.5"]) == 2
+    assert "mine.npz" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -449,12 +457,32 @@ def test_version_and_a_reader_that_leaves_early(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("eas-gym ")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a shell
     listing = subprocess.Popen(  # `eas-gym list | true`: the reader is gone before the output
         [sys.executable, "-m", "agents.cli", "list"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=buffered,
     )
     listing.stdout.close()
     assert listing.wait(timeout=120) == 0
     assert "Traceback" not in listing.stderr.read()
+
+
+def test_weights_that_do_not_save_leave_the_search_and_an_architecture(tmp_path, monkeypatch):
+    import agents.summary as summary
+
+    real = summary.save_model
+
+    def refuse_weights(path, arch, state, meta=None):
+        if state is not None:
+            raise ValueError("`state` does not fit (as a damaged store would give)")
+        return real(path, arch, state, meta)
+
+    monkeypatch.setattr(summary, "save_model", refuse_weights)
+    out = tmp_path / "run"
+    args = ["search", *SYNTHETIC, "--nets", "2", "--batch", "2"]
+    with pytest.warns(UserWarning, match="best/ gets the architecture only"):
+        assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    assert (out / "best" / "arch.json").exists() and not (out / "best" / "weights.pt").exists()

@@ -190,6 +190,7 @@ def test_agent_options_reach_the_agent(tmp_path):
         (["compare", "--first-seed", "-2"], "Expected `first_seed` an integer >= 0"),
         (["compare", "--agents", ""], "`agents` names no agent"),
         (["search", "--agent", "ppo[seed=3]"], "its seed is the search's (--seed)"),
+        (["search", "--threads", "0"], "Expected `threads` >= 1 or None, actually: 0"),
         (["compare", "--agents", "reinforce[lr=0.01],reinforce[lr=0.010]"], "the same agent"),
     ],
 )

@@ -98,9 +98,11 @@ def test_weights_of_another_architecture_do_not_fit(tmp_path):
 def test_save_refuses_a_net_string_and_meta_that_is_not_json(tmp_path):
     with pytest.raises(TypeError, match="parse_net reads a net string"):
         save_model(tmp_path / "a", "C4-3 GAP FC8", None)
+    with pytest.raises(ValueError, match="`state` is empty"):
+        save_model(tmp_path / "c", SMALL_START, {})
     with pytest.raises(ValueError, match="`meta` must be JSON"):
         save_model(tmp_path / "b", SMALL_START, None, {"when": object()})
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 @pytest.mark.parametrize(
