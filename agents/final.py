@@ -45,9 +45,14 @@ def resolve_target(target: str) -> tuple[AnyArch | None, Path | None, dict[str, 
         if path.name == "best" and (run / "config.json").exists():  # RUN/best: the run's data
             _, _, env_kwargs = resolve_target(str(run))
             return load_arch(path), path, env_kwargs
-        recorded = json.loads((path / "arch.json").read_text()).get("env_id")
+        record = json.loads((path / "arch.json").read_text())
+        recorded = record.get("env_id")
         env_kwargs = dict(gym.spec(recorded).kwargs) if recorded in gym.registry else {}
-        return load_arch(path), path, env_kwargs  # its env's registered data, if it says
+        inputs = record.get("inputs") or {}  # what it was trained on, where best/ says
+        if inputs.get("name"):
+            env_kwargs["dataset"] = inputs["name"]
+        env_kwargs.update({k: inputs[k] for k in ("image_size", "val_size") if k in inputs})
+        return load_arch(path), path, env_kwargs  # its env's data, as its record says
     if path.exists():
         raise FileNotFoundError(f"{target} is neither a run folder nor a saved model folder")
     return None, None, {}

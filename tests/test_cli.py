@@ -164,6 +164,12 @@ def test_search_and_train_on_your_own_npz(tmp_path, capsys):
     assert record["dataset"] == str(tmp_path / "mine.npz")
     assert record["train_images"] == 80  # all of them, validation images included
     assert 0.0 <= record["test_accuracy"] <= 1.0
+    import shutil
+
+    shutil.copytree(out / "best", tmp_path / "copied")  # a best/ on its own: its inputs say
+    assert main(["train", str(tmp_path / "copied"), "--epochs", "0.5"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["dataset"] == str(tmp_path / "mine.npz") and record["image_size"] == 16
     (tmp_path / "mine.npz").rename(tmp_path / "moved.npz")  # RUN/best reads the run's records
     assert main(["train", str(out / "best"), "--epochs", "0.5"]) == 2
     assert "mine.npz" in capsys.readouterr().err
