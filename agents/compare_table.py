@@ -159,11 +159,16 @@ def _tests_table(
         f"best {FIXED}[...] arm on that metric, a fixed heuristic policy",
     }[kind]
     head = "| agent | metric | " + (f"{_VERSUS[kind]} | " if kind in _VERSUS else "")
-    return [
-        "",
+    explained = (
         f"{title} (points). Welch's t-test (two-sided) with its 95% CI and p; Holm: that p "
         f"adjusted over the {count} tests of this table (one family); permutation: the "
-        f"permutation test's p, which assumes no normality{_floor(result)}:",
+        f"permutation test's p, which assumes no normality{_floor(result)}:"
+        if count
+        else f"{title} (points): no test, which needs at least 2 seeds of each agent (n/a):"
+    )
+    return [
+        "",
+        explained,
         "",
         head + "difference | 95% CI | Welch p | Holm p | permutation p |",
         "|---" * (8 if kind in _VERSUS else 7) + "|",

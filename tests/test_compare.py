@@ -509,3 +509,11 @@ def test_on_the_surrogate_compare_prints_a_line_per_run_and_no_test_column(tmp_p
     assert re.search(r"\| random \| 0 \| [0-9.]+ s \| [0-9.]+ s \| [0-9.]+ s \|", table)
     result = json.loads((tmp_path / "compare.json").read_text())
     assert all(r["agent_cpu_seconds"] >= 0 for r in result["runs"]["random"])
+
+
+def test_one_seed_says_there_is_no_test(tmp_path):
+    kwargs = {"seeds": 1, "nets": 4, "batch": 2, "env_kwargs": FAST_SURROGATE, "progress": False}
+    compare("EAS-Surrogate-v0", agents=["random", "reinforce"], out=str(tmp_path), **kwargs)
+    table = (tmp_path / "compare.md").read_text()
+    assert "no test, which needs at least 2 seeds of each agent" in table
+    assert "over the 0 tests" not in table
