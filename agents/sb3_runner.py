@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
+from tqdm.auto import tqdm
 
 from agents.checks import warn_illegal
 from agents.metrics_log import MetricsLog, update_metrics
+from agents.progress import SearchProgress
 from agents.registry import AgentSpec
 from agents.run_folder import (
     RECHECK_UPDATE_OFFSET,
@@ -52,10 +54,16 @@ class _RecordChildren(BaseCallback):
     """Records each finished episode's network; saves the model after each rollout."""
 
     def __init__(
-        self, out: Path, children: list[dict[str, Any]], batch: int, log: MetricsLog, update: int
+        self,
+        out: Path,
+        children: list[dict[str, Any]],
+        batch: int,
+        log: MetricsLog,
+        update: int,
+        progress: SearchProgress | None = None,
     ) -> None:
         super().__init__()
-        self.out, self.children, self.batch = out, children, batch
+        self.out, self.children, self.batch, self.progress = out, children, batch, progress
         self.illegal = np.zeros(batch, dtype=int)  # per environment, in its running episode
         self.log, self.update, self.saved_nets = log, update, len(children)
         self.last_line: dict[str, Any] | None = None
@@ -74,6 +82,8 @@ class _RecordChildren(BaseCallback):
                     )
                 )
                 self.illegal[i] = 0
+                if self.progress is not None:
+                    self.progress.network_done(info)
         return True
 
     def _on_rollout_start(self) -> None:
@@ -153,14 +163,26 @@ def run_sb3(
     done = 0 if saved is None else int(saved.get("update", 0))
     log = MetricsLog(out, done, None if saved is None else saved.get("log"))
     if len(children) < total:
-        recorder = _RecordChildren(out, children, args.batch, log, done)
-        recorder.last_line = None if saved is None else saved.get("log")
-        model.learn(
-            total_timesteps=(total - len(children)) * episode_length,
-            callback=recorder,
-            reset_num_timesteps=False,
-            progress_bar=False,
+        bar = tqdm(
+            total=total,
+            initial=len(children),
+            desc=f"{spec.label()} seed {args.seed}",
+            unit="net",
+            disable=not getattr(args, "progress", True),
+            dynamic_ncols=True,
         )
+        progress = SearchProgress(bar, children)  # the protocol search's bar: nets, best, rate
+        recorder = _RecordChildren(out, children, args.batch, log, done, progress)
+        recorder.last_line = None if saved is None else saved.get("log")
+        try:
+            model.learn(
+                total_timesteps=(total - len(children)) * episode_length,
+                callback=recorder,
+                reset_num_timesteps=False,
+                progress_bar=False,
+            )
+        finally:
+            progress.close()
     log.close()
     venv.close()
     warn_illegal(spec.label(), children)  # ppo and a2c see no masks: say what that cost

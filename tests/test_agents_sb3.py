@@ -141,3 +141,12 @@ def test_an_sb3_search_logs_every_rollout_in_metrics_jsonl(tmp_path, capsys):
     assert [json.loads(x)["nets"] for x in lines] == [2, 4, 6, 8]
     said = capsys.readouterr().err
     assert "6 of 8 networks done" in said and "differs from an uninterrupted run" in said
+
+
+def test_an_sb3_search_shows_the_search_bar(tmp_path, capsys):
+    from agents.runner import SearchArgs, run_search
+
+    args = {"env_id": SURROGATE, "agent": "maskable-ppo", "batch": 2, "out": str(tmp_path / "r")}
+    run_search(SearchArgs(**args, nets=4, progress=True))
+    bar = capsys.readouterr().err
+    assert "maskable-ppo seed 0" in bar and "4/4" in bar and "net" in bar
