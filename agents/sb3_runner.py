@@ -5,9 +5,17 @@ A rollout holds one whole episode per environment, so after each rollout the mod
 are saved to ``sb3_state.pt``, read back with ``torch.load(weights_only=True)``: a file from
 elsewhere cannot run code. (SB3's own ``.zip`` format unpickles objects on load, so eas-gym
 writes ``sb3_model.zip`` for users but never reads it.) A rerun rebuilds the model from the run's
-settings, loads those parameters and learns for the rest of the budget. SB3's rollout buffer and
-RNG are not restored, so a resumed run is close to, not equal to, an uninterrupted one; children
-trained before the stop are found in the store.
+settings, loads those parameters and learns for the rest of the budget; children trained before
+the stop are found in the store.
+
+A resumed run equals an uninterrupted one (on the CPU, SB3's default here). A checkpoint is taken
+between rollouts, where SB3's rollout buffer is empty, so what must be restored is the global
+generators SB3 draws from (Python's, numpy's, torch's CPU one), its update count and episode-info
+window, and the envs' state: every episode is reset with the seed a protocol agent's episode of
+that update gets (:func:`~agents.run_folder.episode_seed`), so env ``i`` of update ``u`` starts
+alike in both runs (and as the protocol agents' episodes do: common random numbers across
+agents). Checkpoints written before this (2026-12-05) hold no generator states; their runs resume
+as before, close to but not equal to an uninterrupted run, and the resume line says so.
 
 Each rollout also writes a line to ``metrics.jsonl`` (:mod:`agents.metrics_log`): SB3's own
 ``train/...`` values of the update that followed it, and the rollout's networks' accuracies,
@@ -18,13 +26,17 @@ writes its event files to ``OUT/tensorboard`` as well.
 from __future__ import annotations
 
 import math
+import random
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from agents.checks import warn_illegal
@@ -48,6 +60,45 @@ from agents.sb3 import make_sb3_model, make_sb3_vec_env
 __all__ = ["run_sb3", "recheck_sb3"]
 
 _STATE = "sb3_state.pt"
+
+
+class _SeededEpisodes(gym.Wrapper):
+    """Resets env `index`'s episodes with the protocol's seeds, update after update.
+
+    Its k-th reset gets ``episode_seed(run_seed, first_update + k, batch) + index`` whatever
+    seed the caller passes (SB3's ``VecEnv`` passes one only at its first reset), so an episode's
+    start depends on its update alone, not on the episodes before it.
+    """
+
+    def __init__(self, env: gym.Env, run_seed: int, index: int, batch: int, first_update: int):
+        super().__init__(env)
+        self.run_seed, self.index, self.batch, self.update = run_seed, index, batch, first_update
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        seed = episode_seed(self.run_seed, self.update, self.batch) + self.index
+        self.update += 1
+        return self.env.reset(seed=seed, options=options)
+
+
+def _generator_states() -> dict[str, Any]:
+    """Python's, numpy's and torch's (CPU) global generators, as plain data."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    version, python, python_gauss = random.getstate()
+    return {
+        "python": [version, list(python), python_gauss],
+        "numpy": [kind, np.asarray(key).tolist(), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _set_generator_states(states: dict[str, Any]) -> None:
+    version, python, python_gauss = states["python"]
+    random.setstate((version, tuple(python), python_gauss))
+    kind, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
 
 
 class _RecordChildren(BaseCallback):
@@ -113,6 +164,11 @@ class _RecordChildren(BaseCallback):
             "children_jsonl": self.text,
             "update": self.update + (line is not None),
             "log": line if line is not None else self.last_line,
+            # between rollouts, SB3's buffer is empty: these and the seeds are all it draws from
+            "generators": _generator_states(),
+            "n_updates": int(self.model._n_updates),
+            "ep_info_buffer": list(self.model.ep_info_buffer or ()),
+            "ep_success_buffer": [bool(x) for x in self.model.ep_success_buffer or ()],
         }
         save_checkpoint(state, self.out / _STATE)
         with open(self.out / "children.jsonl", "a", encoding="utf-8") as records:
@@ -137,6 +193,11 @@ def _model(
     if saved is not None:
         model.set_parameters(saved["params"], exact_match=True)
         model.num_timesteps = int(saved["num_timesteps"])
+        if "generators" in saved:  # a checkpoint of 2026-12-05 on: the rest runs as it would have
+            model._n_updates = int(saved["n_updates"])
+            window = model._stats_window_size
+            model.ep_info_buffer = deque(saved["ep_info_buffer"], maxlen=window)
+            model.ep_success_buffer = deque(saved["ep_success_buffer"], maxlen=window)
     return model
 
 
@@ -148,18 +209,27 @@ def run_sb3(
     saved = load_checkpoint(out / _STATE)
     if saved is None and (kept := finished_records(out / "children.jsonl", total)):
         return kept  # a finished run kept without its .pt file (study data)
+    children = [] if saved is None else checkpoint_children(saved, out / _STATE) or []
     venv = make_sb3_vec_env(args.env_id, args.batch, seed=args.seed, env_kwargs=env_kwargs)
+    assert isinstance(venv, DummyVecEnv)  # run_search refuses SB3 agents with workers
+    first_update = len(children) // args.batch
+    venv.envs = [
+        _SeededEpisodes(env, args.seed, i, args.batch, first_update)
+        for i, env in enumerate(venv.envs)
+    ]
     episode_length = len(venv.get_attr("schedule", indices=0)[0])
     tensorboard_log = str(out / "tensorboard") if getattr(args, "tensorboard", False) else None
     model = _model(spec, venv, args.seed, saved, tensorboard_log)
-    children = [] if saved is None else checkpoint_children(saved, out / _STATE) or []
     repair_jsonl(out / "children.jsonl", children)
+    exact = saved is None or "generators" in saved
     if saved is not None and len(children) < total:
         print(
-            f"resuming {out}: {len(children)} of {total} networks done (an SB3 agent's rollout "
-            "buffer and RNG start afresh, so the rest differs from an uninterrupted run)",
+            f"resuming {out}: {len(children)} of {total} networks done"
+            + ("" if exact else " (its checkpoint predates exact SB3 resumes: the rest differs)"),
             file=sys.stderr,
         )
+    if saved is not None and "generators" in saved:  # last: building the model drew from them
+        _set_generator_states(saved["generators"])
     done = 0 if saved is None else int(saved.get("update", 0))
     log = MetricsLog(out, done, None if saved is None else saved.get("log"))
     if len(children) < total:
