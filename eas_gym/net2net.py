@@ -421,23 +421,31 @@ def fp32_exact() -> Iterator[None]:
     PyTorch lets cuDNN convolutions use TF32 by default, about 1e-3 relative error on
     Ampere and later GPUs: enough to hide or fake a broken transform. Every preservation
     check runs under this. A no-op for the CPU's results.
+
+    Torch >= 2.9 has two sets of switches that must agree, or reading a legacy one raises
+    (``torch.backends.cudnn.allow_tf32`` inside a check would, as would code calling cuDNN
+    without naming an operator): the legacy ones are set first (``allow_tf32`` off, matmul
+    precision ``"highest"``), then the per-operator ones to ``"ieee"``, so that a TF32 setting
+    at the cuDNN or CUDA level above them is not inherited.
     """
-    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
-    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):  # torch >= 2.9
-        matmul = torch.backends.cuda.matmul
-        saved = cudnn_conv.fp32_precision, matmul.fp32_precision
-        cudnn_conv.fp32_precision = matmul.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            cudnn_conv.fp32_precision, matmul.fp32_precision = saved
-        return
-    legacy = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    legacy = cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    operators = [
+        (op, op.fp32_precision)
+        for op in (getattr(cudnn, "conv", None), getattr(cudnn, "rnn", None), matmul)
+        if op is not None and hasattr(op, "fp32_precision")  # torch >= 2.9
+    ]
+    cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    for op, _ in operators:
+        op.fp32_precision = "ieee"
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
+        cudnn.allow_tf32 = legacy[0]
+        torch.set_float32_matmul_precision(legacy[1])
+        for op, precision in operators:
+            op.fp32_precision = precision
 
 
 def relative_noise(

@@ -261,6 +261,54 @@ def test_preservation_checks_run_without_tf32_and_restore_it(tmp_path, monkeypat
     assert seen == [inside]
 
 
+def _all_tf32_switches():
+    """Every TF32 switch torch has, legacy and per operator, as read (a read may raise)."""
+    reads = {
+        "cudnn.allow_tf32": lambda: torch.backends.cudnn.allow_tf32,
+        "matmul.allow_tf32": lambda: torch.backends.cuda.matmul.allow_tf32,
+        "matmul_precision": torch.get_float32_matmul_precision,
+    }
+    for name in ("conv", "rnn"):
+        if hasattr(getattr(torch.backends.cudnn, name, None), "fp32_precision"):
+            reads[name] = lambda name=name: getattr(torch.backends.cudnn, name).fp32_precision
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        reads["mm"] = lambda: torch.backends.cuda.matmul.fp32_precision
+    if hasattr(torch.backends.cudnn, "fp32_precision"):
+        reads["cudnn"] = lambda: torch.backends.cudnn.fp32_precision
+    return {name: read() for name, read in reads.items()}
+
+
+@pytest.mark.parametrize("user", ["defaults", "matmul high", "cudnn tf32"])
+def test_inside_a_check_every_tf32_switch_reads_off(user):
+    """Legacy and per-operator switches agree inside ``fp32_exact``: reading either works.
+
+    Torch raises on reading ``cudnn.allow_tf32`` when the two sets disagree (and on
+    ``matmul.allow_tf32`` after the common ``set_float32_matmul_precision("high")``), which
+    code calling cuDNN or cuBLAS without an operator name would do mid-check.
+    """
+    legacy = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    cudnn = getattr(torch.backends.cudnn, "fp32_precision", None)
+    try:
+        if user == "matmul high":
+            torch.set_float32_matmul_precision("high")
+        if user == "cudnn tf32":
+            if cudnn is None:
+                pytest.skip("torch < 2.9 has no per-backend TF32 switch")
+            torch.backends.cudnn.fp32_precision = "tf32"
+        before = _all_tf32_switches()
+        with fp32_exact():
+            inside = _all_tf32_switches()
+        assert _all_tf32_switches() == before
+        assert inside["cudnn.allow_tf32"] is False and inside["matmul.allow_tf32"] is False
+        assert inside["matmul_precision"] == "highest"
+        assert all(inside[k] == "ieee" for k in ("conv", "rnn", "mm") if k in inside)
+    finally:
+        if cudnn is not None:
+            torch.backends.cudnn.fp32_precision = cudnn
+        torch.backends.cudnn.allow_tf32 = legacy[0]
+        torch.set_float32_matmul_precision(legacy[1])
+
+
 def test_evaluation_retries_at_smaller_batches_when_memory_runs_out(small_data):
     net = build_net(SMALL_START, generator=torch.Generator().manual_seed(0))
     expected = evaluate(net, small_data.val, mean=small_data.mean, std=small_data.std)
