@@ -47,10 +47,11 @@ class SearchArgs:
     store: str | None = None
     """Evaluation store path; None: ``out/store.sqlite``."""
     asynchronous: bool | None = None
-    """Environments in worker processes (how many: `workers`); None: when children train on a
-    CPU of several cores on real data (one thread per worker: 1.16x the children per hour of
-    one process using both cores, benchmarks/RESULTS.md), else in this process (toy and
-    surrogate children are too cheap to pay for worker processes)."""
+    """Environments in worker processes (how many: `workers`); None: when children train on
+    real data on a GPU (processes sharing an H200 fine-tuned 5.9x the images/s of one with 8)
+    or on a CPU of several cores (one thread per worker: 1.16x the children per hour of one
+    process using both cores; benchmarks/RESULTS.md), else in this process (toy and surrogate
+    children are too cheap to pay for worker processes)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Passed to ``gym.make`` (device, data_dir, epochs, ...)."""
     progress: bool = True
@@ -64,7 +65,8 @@ class SearchArgs:
     workers: int | None = None
     """Worker processes of an asynchronous search, each stepping its share of the batch in turn;
     None: one per core on a CPU (more would only take memory: ``benchmarks/main_job.py``), one
-    per environment on GPUs."""
+    per environment on GPUs (each holds a CUDA context and its copy of the data on the GPU,
+    about 0.2 GB for CIFAR-10: on a small GPU, fewer)."""
 
     # ---- where children are evaluated (does not change the results) ----
     executor: str = "local"

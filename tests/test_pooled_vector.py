@@ -121,6 +121,30 @@ def test_the_runner_runs_no_more_training_processes_than_cores(monkeypatch):
     assert training_processes(SearchArgs(workers=10), {}, 10) is None
 
 
+@pytest.mark.parametrize("cores", [1, 2])
+def test_real_children_on_a_gpu_train_in_worker_processes_by_default(monkeypatch, cores):
+    """On CUDA each environment gets its own process by default, whatever the cores.
+
+    8 processes sharing an H200 fine-tuned 5.9x the images/s of one (benchmarks/RESULTS.md);
+    stepping the batch in one process left the GPU waiting on each child in turn.
+    """
+    import torch
+
+    from agents.executors import runs_asynchronously, training_processes
+    from agents.search_args import SearchArgs
+    from eas_gym import vector
+
+    monkeypatch.setattr(vector.os, "sched_getaffinity", lambda _: set(range(cores)), raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args = SearchArgs(env_id="EAS-CIFAR10-v0")  # device "auto": the GPU
+    assert runs_asynchronously(args, {}, 10) and training_processes(args, {}, 10) is None
+    assert not runs_asynchronously(args, {}, 1)  # one network per update: nothing to share
+    assert not runs_asynchronously(args, {"dataset": "synthetic"}, 10)  # too cheap
+    assert not runs_asynchronously(SearchArgs(env_id="EAS-Surrogate-v0"), {"device": "cuda"}, 10)
+    assert not runs_asynchronously(SearchArgs(env_id="EAS-CIFAR10-v0", asynchronous=False), {}, 10)
+    assert runs_asynchronously(args, {"device": "cpu"}, 10) == (cores > 1)
+
+
 def test_workers_below_one_are_refused_before_anything_is_written(tmp_path):
     from agents.runner import run_search
     from agents.search_args import SearchArgs
