@@ -143,7 +143,7 @@ def _compare(args: argparse.Namespace) -> int:
         out=args.out,
         env_kwargs=_env_kwargs(args),
         progress=not args.no_progress,
-        recheck=args.recheck,
+        recheck=args.recheck or 0,
         test=not args.no_test,
         first_seed=args.first_seed,
     )
@@ -374,9 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--recheck",
         type=int,
-        default=0,
+        default=None,
         metavar="K",
-        help="K fresh episodes per run from its final policy, fine-tuned again (not cached)",
+        help="K fresh episodes per run from its final policy, fine-tuned again (not cached); "
+        "default 0, and with --report the comparison's own K (from its compare.json)",
     )
     comp.add_argument(
         "--no-test", action="store_true", help="skip the test accuracy of each best network"
@@ -386,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         action="store_true",
         help="only tabulate the runs already finished in --out (with --recheck K: those with "
-        "K rechecks), training nothing: a long study's standing",
+        "K rechecks; by default as many as the comparison asked for), training nothing: a "
+        "long study's standing",
     )
     _common(comp)
     comp.set_defaults(func=_compare)

@@ -221,19 +221,27 @@ def _report_restart(
     )
 
 
-def report(out: str, *, recheck: int = 0) -> str:
+def report(out: str, *, recheck: int | None = None) -> str:
     """Tables and plot of the runs finished so far in comparison folder `out`; trains nothing.
 
     A run counts once its ``children.jsonl`` holds all its networks (and, with `recheck`, its
     ``recheck.jsonl`` that many episodes); unfinished runs are left out. Test accuracies are
     not evaluated. Writes ``report.json``, ``report.md`` and ``report.png`` beside the runs.
 
+    `recheck` None: the comparison's own (``compare.json``'s; 0 without one), so that the
+    report's tables, size fit (over random search's search and recheck networks) and Holm
+    families are ``compare.md``'s for the same runs. Agents are listed in ``compare.json``'s
+    order too (random search first without one).
+
     Raises:
         ValueError: `out` holds no finished run, or runs of different envs or budgets.
     """
+    root = Path(out)
+    planned = _planned(root)
+    if recheck is None:
+        recheck = int(planned.get("recheck") or 0)
     if not isinstance(recheck, int) or recheck < 0:
         raise ValueError(f"Expected `recheck` >= 0, actually: {recheck!r}")
-    root = Path(out)
     runs: dict[str, list[dict[str, Any]]] = {}
     setups, starts, env_kwargs_seen = set(), [], []
     for config_path in sorted(root.glob("*/seed-*/config.json")):
@@ -261,7 +269,15 @@ def report(out: str, *, recheck: int = 0) -> str:
     if len(setups) != 1:
         raise ValueError(f"{root} holds runs of different envs or budgets: {sorted(setups)}")
     (env_id, nets, batch), known = setups.pop(), [x for x in starts if x is not None]
-    order = sorted(runs, key=lambda label: (label != REFERENCE, label))  # random first
+    known_order = list(planned.get("agents") or {})
+    order = sorted(  # compare.json's order, then random search, then by name
+        runs,
+        key=lambda label: (
+            known_order.index(label) if label in known_order else len(known_order),
+            label != REFERENCE,
+            label,
+        ),
+    )
     runs = {label: sorted(runs[label], key=lambda r: r["seed"]) for label in order}
     per_run = per_run_metrics(runs, {})
     rows, families = agent_rows(per_run)
@@ -286,6 +302,15 @@ def report(out: str, *, recheck: int = 0) -> str:
     (root / "report.md").write_text(table + "\n")
     plot_comparison(runs, result["start_accuracy"], root / "report.png", f"{env_id} (so far)")
     return table
+
+
+def _planned(root: Path) -> dict[str, Any]:
+    """The comparison's ``compare.json`` (its recheck and agents), or {} without a readable one."""
+    try:
+        planned = json.loads((root / "compare.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return planned if isinstance(planned, dict) else {}
 
 
 def _weightless_if_known(env_id: str, env_kwargs: dict[str, Any]) -> bool:

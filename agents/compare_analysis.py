@@ -30,6 +30,7 @@ from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, SIZE_ADJ
 from agents.stats import (
     holm,
     mean_se,
+    permutation_min_seeds,
     permutation_p,
     pooled_sd,
     seeds_for_power,
@@ -208,7 +209,17 @@ def _network_size(runs: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def power(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per metric: the seed-to-seed sd pooled within agents, and the seeds each gap needs."""
+    """Per metric: the seed-to-seed sd pooled within agents, and the seeds each gap needs.
+
+    The seeds at which Welch's test has 80% power, but never fewer than the permutation test
+    needs to go below 0.05 (4 v 4): a difference is called only when both do.
+    """
+    floor = permutation_min_seeds()
+
+    def needed(sd: float, gap: float) -> int | None:
+        n = seeds_for_power(100 * sd, gap)
+        return None if n is None else max(n, floor)
+
     sizing = {}
     for metric in METRICS:
         groups = [_values(rs, metric) for rs in per_run.values()]
@@ -218,8 +229,6 @@ def power(per_run: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
         sizing[metric] = {
             "seed_sd": sd,
             "df": df,
-            "seeds_for_gap": {
-                f"{gap:g}": seeds_for_power(100 * sd, gap) for gap in POWER_GAPS_POINTS
-            },
+            "seeds_for_gap": {f"{gap:g}": needed(sd, gap) for gap in POWER_GAPS_POINTS},
         }
     return sizing

@@ -232,7 +232,8 @@ def _sizing_table(result: dict[str, Any]) -> list[str]:
         "",
         "Sizing the study: one seed's sd (pooled within agents, points) and the seeds per "
         "agent at which Welch's test finds a true gap with 80% power (two-sided, alpha 0.05; "
-        "a rough guide while the sd rests on few seeds):",
+        "a rough guide while the sd rests on few seeds), and never fewer than 4, below which "
+        "the permutation test's p cannot fall under 0.05:",
         "",
         f"| metric | seed sd (df) | {gaps} |",
         "|---" * (2 + len(POWER_GAPS_POINTS)) + "|",

@@ -28,6 +28,7 @@ __all__ = [
     "size_fit",
     "size_residuals",
     "pooled_sd",
+    "permutation_min_seeds",
     "seeds_for_power",
     "best_so_far",
 ]
@@ -226,6 +227,24 @@ def seeds_for_power(
         if stats.nct.sf(critical, df, shift) + np.nan_to_num(wrong_side) >= power:
             return n
     return None
+
+
+def permutation_min_seeds(alpha: float = 0.05) -> int:
+    """The fewest seeds per agent (n v n) at which the permutation test's p can fall below `alpha`.
+
+    Its smallest p is ``2 / C(2n, n)`` (:func:`permutation_p`): 0.1 at 3 v 3, 0.029 at 4 v 4.
+    A difference is called only when that p is below `alpha` too, so a study needs at least
+    this many seeds whatever the t-test's power.
+
+    >>> permutation_min_seeds(), permutation_min_seeds(0.01)
+    (4, 5)
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"Expected `alpha` in (0, 1), actually: {alpha}")
+    n = 2
+    while 2 / math.comb(2 * n, n) >= alpha:
+        n += 1
+    return n
 
 
 def best_so_far(accuracies: Sequence[float]) -> np.ndarray:

@@ -232,7 +232,8 @@ def test_report_tabulates_the_finished_runs_and_trains_nothing(tmp_path, monkeyp
     sizing = partial["power"]["last_third_mean"]
     assert sizing["df"] == 1 and sizing["seed_sd"] == pytest.approx(np.std(thirds, ddof=1))
     need = seeds_for_power(100 * sizing["seed_sd"], 1.0)
-    assert sizing["seeds_for_gap"]["1"] == need and "Sizing the study" in printed
+    assert sizing["seeds_for_gap"]["1"] in (None if need is None else max(need, 4),)
+    assert "Sizing the study" in printed
     with pytest.raises(ValueError, match="no finished run"):
         report(str(tmp_path / "empty"))
 
@@ -517,3 +518,28 @@ def test_one_seed_says_there_is_no_test(tmp_path):
     table = (tmp_path / "compare.md").read_text()
     assert "no test, which needs at least 2 seeds of each agent" in table
     assert "over the 0 tests" not in table
+
+
+def test_a_report_of_a_finished_comparison_repeats_its_tables(tmp_path):
+    """`--report` without `--recheck` reads the comparison's own: the same size fit (random
+    search's search and recheck networks), Holm families and agent order as compare.md."""
+    out = tmp_path / "cmp"
+    compare(
+        "EAS-Surrogate-v0",
+        agents=["reinforce", "random", "evolution"],
+        seeds=2,
+        nets=6,
+        batch=2,
+        recheck=2,
+        out=str(out),
+        progress=False,
+        env_kwargs=FAST_SURROGATE,
+    )
+    table = report(str(out))
+    compared = json.loads((out / "compare.json").read_text())
+    reported = json.loads((out / "report.json").read_text())
+    assert reported["recheck"] == 2 and list(reported["agents"]) == list(compared["agents"])
+    assert reported["agents"] == compared["agents"] and reported["families"] == compared["families"]
+    assert table.split("\n", 2)[2] == (out / "compare.md").read_text().rstrip("\n")
+    report(str(out), recheck=0)  # asked for: the search alone
+    assert json.loads((out / "report.json").read_text())["recheck"] == 0

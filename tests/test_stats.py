@@ -161,3 +161,20 @@ def test_size_residuals_take_out_what_size_buys():
         size_fit([0.4, 0.5, 0.6], [1, 2, 0], [1, 2, 3])
     with pytest.raises(ValueError, match=">= 3"):
         size_fit([0.4, 0.5], [1, 2], [1, 2])
+
+
+def test_a_study_is_never_sized_below_what_the_permutation_test_can_call():
+    from agents.compare_analysis import power
+    from agents.stats import permutation_min_seeds
+
+    assert permutation_min_seeds() == 4 and 2 / math.comb(8, 4) < 0.05 <= 2 / math.comb(6, 3)
+    # a large gap for the noise: Welch alone would need 2 or 3 seeds, the permutation test 4
+    runs = {
+        agent: [
+            {"last_third_mean": m + d, "best": m + d, "recheck_mean": m + d} for d in (0, 0.001)
+        ]
+        for agent, m in (("random", 0.40), ("reinforce", 0.45))
+    }
+    assert seeds_for_power(0.1, 2.0) < 4
+    sizing = power(runs)
+    assert all(n == 4 for row in sizing.values() for n in row["seeds_for_gap"].values())
