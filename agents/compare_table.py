@@ -126,7 +126,10 @@ def format_tables(result: dict[str, Any]) -> str:
     lines += _tests_table(result, metrics, "vs_best_fixed", families.get("vs_best_fixed"))
     lines += _sizing_table(result)
     lines += _costs(result)
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if result.get("test_is_validation"):  # a weightless evaluator fine-tunes nothing
+        text = text.replace(METRICS["recheck_mean"], "recheck mean (fresh episodes)")
+    return text
 
 
 def _tests_table(
@@ -259,6 +262,19 @@ def _costs(result: dict[str, Any]) -> list[str]:
         summed = sum(float(v) for v in values if v is not None)
         return _duration(summed) if unit == "h" else f"{summed / scale:.2f} {unit}"
 
+    if result.get("test_is_validation"):  # a surrogate or the bench: nothing is trained
+        lines = [
+            "",
+            "Costs per agent, all seeds, search and recheck: this evaluator trains no network; "
+            "the CPU time of the agent's own code (act, observe, update; n/a: not recorded):",
+            "",
+            "| agent | agent's own code, CPU |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {label} | {total(rs, 'agent_cpu_seconds', 1, 's')} |" for label, rs in runs.items()
+        ]
+        return lines
     lines = [
         "",
         "Costs per agent, all seeds, search and recheck: cache hits (search networks read from "

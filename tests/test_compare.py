@@ -342,6 +342,8 @@ def test_a_finished_run_read_back_keeps_the_start_it_grew_from(tmp_path):
     result = json.loads((out / "compare.json").read_text())
     assert result["start_accuracies"]["0"] == [earlier]
     assert result["start_accuracies"]["1"] == [earlier + 0.05]
+    table = (out / "compare.md").read_text()  # children are trained: what that cost
+    assert "| agent | cache hits | child training, wall | fine-tunes, CPU |" in table
 
 
 def _fake_run(folder, agent, options, seed, *, size, bonus, nets=30, recheck=10, cpu=False):
@@ -498,16 +500,16 @@ def test_on_the_surrogate_compare_prints_a_line_per_run_and_no_test_column(tmp_p
         out=str(tmp_path),
         env_kwargs=FAST_SURROGATE,
         progress=False,
+        recheck=2,
     )
     printed = capsys.readouterr().err
     assert printed.count("random seed ") == 2 and "4 networks, best " in printed
     table = (tmp_path / "compare.md").read_text()
     assert "test acc of best-by-val" not in table and "test accuracy is its validation" in table
-    assert (
-        "| agent | cache hits | child training, wall | fine-tunes, CPU | agent's own code, CPU |"
-        in table
-    )
-    assert re.search(r"\| random \| 0 \| [0-9.]+ s \| [0-9.]+ s \| [0-9.]+ s \|", table)
+    # nothing is fine-tuned: no training columns, and the recheck is of fresh episodes
+    assert "fine-tune" not in table and "recheck mean (fresh episodes)" in table
+    assert "this evaluator trains no network" in table and "child training" not in table
+    assert re.search(r"\| random \| [0-9.]+ s \|", table)
     result = json.loads((tmp_path / "compare.json").read_text())
     assert all(r["agent_cpu_seconds"] >= 0 for r in result["runs"]["random"])
 
