@@ -21,14 +21,23 @@ __all__ = ["SearchProgress"]
 class SearchProgress:
     """The search's bar: one tick per scored network, live best and rate."""
 
-    def __init__(self, bar: tqdm, children: list[dict[str, Any]], *, tick: float = 1.0) -> None:
+    def __init__(
+        self, bar: tqdm, children: list[dict[str, Any]], *, tick: float | None = None
+    ) -> None:
         """Show `bar`, which starts from `children`; redraw it every `tick` seconds.
+
+        `tick` None: every second on a terminal, every minute into a file or pipe (a log of a
+        long search would otherwise hold a redraw per second).
 
         Raises:
             ValueError: `tick` is not positive.
         """
+        if tick is None:
+            tick = 1.0 if _is_terminal(getattr(bar, "fp", None)) else 60.0
         if not tick > 0:
             raise ValueError(f"Expected `tick` > 0 seconds, actually: {tick!r}")
+        self.tick = tick
+        """Seconds between redraws."""
         self.bar, self.start, self.initial = bar, time.perf_counter(), len(children)
         self.shown, self.words = len(children), ""
         self.best = max((c["accuracy"] for c in children), default=None)
@@ -137,3 +146,10 @@ def _read_only(path: str) -> sqlite3.Connection | None:
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
     except sqlite3.Error:
         return None
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed, or a wrapper without isatty
+        return False

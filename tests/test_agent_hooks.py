@@ -158,6 +158,18 @@ def test_elapsed_time_ticks_without_networks():
         SearchProgress(tqdm(total=1, disable=True), [], tick=0)
 
 
+def test_a_bar_into_a_file_is_redrawn_every_minute_not_every_second():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    into_file = SearchProgress(tqdm(total=1, file=io.StringIO()), [])
+    on_terminal = SearchProgress(tqdm(total=1, file=Terminal()), [])
+    assert (into_file.tick, on_terminal.tick) == (60.0, 1.0)
+    into_file.close()
+    on_terminal.close()
+
+
 def test_surrogate_search_does_not_train_a_start_network(tmp_path, capsys):
     args = _args(tmp_path, "InfoRandom")
     args.progress = True
