@@ -426,24 +426,37 @@ def fp32_exact() -> Iterator[None]:
     (``torch.backends.cudnn.allow_tf32`` inside a check would, as would code calling cuDNN
     without naming an operator): the legacy ones are set first (``allow_tf32`` off, matmul
     precision ``"highest"``), then the per-operator ones to ``"ieee"``, so that a TF32 setting
-    at the cuDNN or CUDA level above them is not inherited.
+    at the cuDNN or CUDA level above them is not inherited. A caller who set the per-operator
+    switches in a way the legacy ones cannot express (cuDNN's conv and rnn apart, or matmul
+    TF32 per backend) already cannot read those legacy switches; they are left alone.
     """
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    legacy = cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    try:
+        legacy_cudnn: bool | None = cudnn.allow_tf32
+    except RuntimeError:  # the caller set conv and rnn apart (new API): leave the legacy bool
+        legacy_cudnn = None
+    try:
+        legacy_matmul: str | None = torch.get_float32_matmul_precision()
+    except RuntimeError:  # likewise for matmuls set per backend (new API)
+        legacy_matmul = None
     operators = [
         (op, op.fp32_precision)
         for op in (getattr(cudnn, "conv", None), getattr(cudnn, "rnn", None), matmul)
         if op is not None and hasattr(op, "fp32_precision")  # torch >= 2.9
     ]
-    cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
+    if legacy_cudnn is not None:
+        cudnn.allow_tf32 = False
+    if legacy_matmul is not None:
+        torch.set_float32_matmul_precision("highest")
     for op, _ in operators:
         op.fp32_precision = "ieee"
     try:
         yield
     finally:
-        cudnn.allow_tf32 = legacy[0]
-        torch.set_float32_matmul_precision(legacy[1])
+        if legacy_cudnn is not None:
+            cudnn.allow_tf32 = legacy_cudnn
+        if legacy_matmul is not None:
+            torch.set_float32_matmul_precision(legacy_matmul)
         for op, precision in operators:
             op.fp32_precision = precision
 

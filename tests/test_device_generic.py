@@ -278,7 +278,7 @@ def _all_tf32_switches():
     return {name: read() for name, read in reads.items()}
 
 
-@pytest.mark.parametrize("user", ["defaults", "matmul high", "cudnn tf32"])
+@pytest.mark.parametrize("user", ["defaults", "matmul high", "cudnn tf32", "conv ieee", "mm tf32"])
 def test_inside_a_check_every_tf32_switch_reads_off(user):
     """Legacy and per-operator switches agree inside ``fp32_exact``: reading either works.
 
@@ -295,6 +295,21 @@ def test_inside_a_check_every_tf32_switch_reads_off(user):
             if cudnn is None:
                 pytest.skip("torch < 2.9 has no per-backend TF32 switch")
             torch.backends.cudnn.fp32_precision = "tf32"
+        conv = getattr(torch.backends.cudnn, "conv", None)
+        if user in ("conv ieee", "mm tf32"):  # per operator, as gpu_common.tf32 sets them
+            if not hasattr(conv, "fp32_precision"):
+                pytest.skip("torch < 2.9 has no per-operator TF32 switch")
+            on = user == "mm tf32"
+            saved_conv, conv.fp32_precision = conv.fp32_precision, "tf32" if on else "ieee"
+            saved_mm = torch.backends.cuda.matmul.fp32_precision
+            torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
+            switches = (conv, torch.backends.cudnn.rnn, torch.backends.cuda.matmul)
+            before = [s.fp32_precision for s in switches]
+            with fp32_exact():  # legacy switches the caller's state cannot express stay unread
+                assert [s.fp32_precision for s in switches] == ["ieee"] * 3
+            assert [s.fp32_precision for s in switches] == before
+            conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved_conv, saved_mm
+            return
         before = _all_tf32_switches()
         with fp32_exact():
             inside = _all_tf32_switches()
