@@ -45,7 +45,12 @@ from agents.compare_table import METRICS, REFERENCE, format_tables
 from agents.metrics_log import agent_cpu_seconds
 from agents.pinned_start import PIN_FOLDER, pin_start, restore_start
 from agents.registry import AgentSpec, parse_agent_spec
-from agents.run_folder import hold_run_folder, read_jsonl, set_aside_unfinished
+from agents.run_folder import (
+    hold_run_folder,
+    read_as_recorded,
+    read_jsonl,
+    set_aside_unfinished,
+)
 from agents.runner import SearchArgs, is_weightless, read_summary, run_recheck, run_search
 from agents.search_args import check_search_numbers
 from eas_gym.env import EASEnv
@@ -134,7 +139,8 @@ def compare(
         check_agent(spec, env_id, env_kwargs, seed=first_seed, nets=nets, batch=batch)
     root = Path(out)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
-    start = _start_of(env_id, env_kwargs)
+    run_config = _a_run_config(root)  # a comparison read back: the device its runs keyed
+    start = _start_of(env_id, env_kwargs, run_config)
     _keep_start(root, start, restore=True)
     for seed in range(first_seed, first_seed + seeds):  # seed-major: partial results stay balanced
         for spec in specs:
@@ -162,6 +168,7 @@ def compare(
         eas = probe.unwrapped
         if not isinstance(eas, EASEnv):
             raise TypeError(f"`env_id` {env_id!r} is not an EASEnv id")
+        read_as_recorded(eas, _a_run_config(root))  # the runs' device, not necessarily this
         start_accuracy = recorded[0] if recorded else eas.scorer.start()[1]
         # A weightless evaluator's test accuracy is its validation accuracy: not a column.
         tests = (
@@ -335,19 +342,35 @@ def _run_line(label: str, run: dict[str, Any]) -> str:
     return text
 
 
-def _start_of(env_id: str, env_kwargs: dict[str, Any]) -> tuple[str, str] | None:
+def _start_of(
+    env_id: str, env_kwargs: dict[str, Any], recorded: dict[str, Any] | None = None
+) -> tuple[str, str] | None:
     """The start network's net string and store key of `env_id`, or None for other envs.
 
-    Builds the env on a private store; nothing is loaded or trained.
+    Builds the env on a private store; nothing is loaded or trained. `recorded`: a run's
+    ``config.json``, whose device key the start's key takes (a comparison read back elsewhere).
     """
     env = gym.make(env_id, **{**env_kwargs, "store": ":memory:"})
     try:
         eas = env.unwrapped
         if not isinstance(eas, EASEnv):
             return None
+        read_as_recorded(eas, recorded or {})
         return eas.start_arch.to_string(), eas.eval_config.start_key()
     finally:
         env.close()
+
+
+def _a_run_config(root: Path) -> dict[str, Any]:
+    """The ``config.json`` of the comparison's first run folder that has one, or {}."""
+    for path in sorted(root.glob("*/seed-*/config.json")):
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            return config
+    return {}
 
 
 def _keep_start(root: Path, start: tuple[str, str] | None, *, restore: bool) -> None:

@@ -107,6 +107,7 @@ _RECHECK_ROOM = 100_000
 # Settings that may change between runs of one folder: the budget, how and where it runs.
 _MAY_CHANGE = (
     "nets",
+    "device_key",  # a search may resume on another kind of machine (its rows key apart)
     "progress",
     "tensorboard",
     "threads",
@@ -193,6 +194,20 @@ def child_record(
     }
 
 
+def read_as_recorded(env: Any, config: Mapping[str, Any]) -> None:
+    """Key `env`'s store lookups as the run of `config` (its ``config.json``) wrote them.
+
+    A run's ``device_key`` records the numerics its children were trained and stored under
+    (``"cpu"``, ``"cuda-fp32"``); an env made from its settings on another kind of machine
+    resolves ``device="auto"`` to this machine's and would look under another key. Nothing
+    changes when they agree or the run predates the record. `env` is an unwrapped
+    :class:`~eas_gym.env.EASEnv` before its first reset.
+    """
+    recorded = config.get("device_key")
+    if recorded is not None and recorded != env.eval_config.device_type and not env.weightless:
+        env.read_store_as(recorded)
+
+
 def check_config(out: Path, record: dict[str, Any]) -> None:
     """Refuse a run folder that holds a search with other settings; else (re)write config.json.
 
@@ -224,8 +239,21 @@ def check_config(out: Path, record: dict[str, Any]) -> None:
                 "use another --out or the same settings"
             )
         # else a start that failed before its first update (a bad dataset, say): nothing to keep
+        record = _keep_device_key(out, saved, record)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _keep_device_key(out: Path, saved: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A search's folder keeps the device key its first children were stored under.
+
+    Reading a finished run back on another kind of machine must not relabel it. (A search
+    resumed there stores its new children under this machine's key: one run, two keys.)
+    """
+    before = saved.get("device_key")
+    if before is None or not _holds_a_search(out):
+        return record
+    return {**record, "device_key": before}
 
 
 def _holds_a_search(out: Path) -> bool:

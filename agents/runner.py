@@ -191,11 +191,27 @@ def _config_record(args: SearchArgs, spec: AgentSpec) -> dict[str, Any]:
 
     record = dataclasses.asdict(args)
     record["agent"], record["agent_options"] = spec.name, spec.options
+    record["device_key"] = _device_key(args.env_id, args.env_kwargs)
     dataset = args.env_kwargs.get("dataset")
     if isinstance(dataset, str) and is_own_dataset(dataset):
         # a resume compares the data, not the path: an edited file is refused, a moved one is not
         record["dataset_identity"] = dataset_identity(dataset)
     return record
+
+
+def _device_key(env_id: str, env_kwargs: dict[str, Any]) -> str:
+    """The numerics the search's children are keyed under (``"cpu"``, ``"cuda-fp32"``).
+
+    As its envs resolve ``device`` here (worker processes on several GPUs get ``cuda:k``, the
+    same kind); a reader on another kind of machine looks its rows up under it.
+    """
+    import gymnasium as gym
+
+    from eas_gym.data import resolve_device
+    from eas_gym.eval_config import device_key
+
+    device = {**gym.spec(env_id).kwargs, **env_kwargs}.get("device", "auto")
+    return device_key(resolve_device(device).type)
 
 
 def absolute_dataset_path(env_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import gymnasium as gym
 import networkx as nx
 
 import eas_gym  # noqa: F401  (registers the EAS-* ids)
+from agents.run_folder import read_as_recorded
 from agents.runner import read_children, read_summary
 from eas_gym.env import EASEnv
 from eas_gym.store import EvalStore
@@ -63,6 +64,7 @@ def describe_run(run: str, top: int = 5) -> str:
     eas = env.unwrapped
     if not isinstance(eas, EASEnv):
         raise TypeError(f"run {folder}: {config['env_id']} is not an EASEnv id")
+    read_as_recorded(eas, config)  # a run from another kind of machine: its rows' key
     key, start = eas.config_key, eas.start_arch.to_string()
     env.close()
     if Path(store_path).exists():

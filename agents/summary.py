@@ -45,6 +45,9 @@ def export_best(children: list[dict[str, Any]], out: Path, store_path: str) -> f
 
     made = gym.make(config["env_id"], **{**config["env_kwargs"], "store": store_path})
     env = cast("EASEnv", made.unwrapped)  # every EAS-* id's entry point
+    from agents.run_folder import read_as_recorded
+
+    read_as_recorded(env, config)  # a run from another kind of machine: its rows' key
     arch = parse_net(best["net"], num_classes=env.start_arch.num_classes)
     store = EvalStore(store_path)
     found = store.get(

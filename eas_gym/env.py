@@ -7,6 +7,7 @@ Gymnasium's style (spaces, rewards, info, attributes, arguments, versions); the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -479,6 +480,34 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         """
         ep = self._live()
         return ep.arch, ep.state
+
+    def read_store_as(self, key: str) -> None:
+        """Read the store as a search on another kind of device wrote it; score nothing.
+
+        A child's store key holds its device's numerics (``"cpu"``, ``"cuda-fp32"``, or
+        ``"cuda"`` for eas_gym's bf16 GPU rows before 2026-12), and so does the start
+        network's, so a GPU search's rows are not served to a CPU search. To read a run folder
+        on another kind of machine than its search ran on (its ``config.json`` records
+        ``device_key``), call this before the first reset: :attr:`config_key`, the start
+        network and stored weights are then looked up under `key`; whatever is
+        evaluated here (test accuracies of stored weights) still runs on :attr:`device`. The
+        env then trains and stores nothing: a missing start network is a ``ValueError`` and
+        :meth:`step` a ``RuntimeError``, as a child trained here does not belong under that key.
+
+        Raises:
+            ValueError: `key` is not one of the keys above.
+            RuntimeError: The start network was already looked up (after a reset).
+        """
+        keys = ("cpu", "cuda-fp32", "cuda")
+        if key not in keys:
+            raise ValueError(f"Expected `key` in {keys}, actually: {key!r}")
+        if self._start is not None or self.scorer._start_digest is not None:
+            raise RuntimeError("call `read_store_as` before the first reset")
+        self.eval_config = dataclasses.replace(self.eval_config, device_type=key)
+        self.scorer.config, self.scorer.config_key = self.eval_config, self.eval_config.key()
+        self.scorer.read_only = True
+        self.config_key = self.scorer.config_key
+        self._start_key = self.eval_config.start_key()
 
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over ``sum(nvec)`` choices (sb3-contrib MaskablePPO)."""

@@ -114,6 +114,9 @@ class ChildScorer:
         self._store: Store | None = None  # an EvalStore, or a RemoteStore on a Ray cluster
         self._probe: torch.Tensor | None = None
         self._start_digest: str | None = None  # of the start network's weights, once known
+        self.read_only = False
+        """Train and store nothing (a store keyed as another device wrote it: see
+        :meth:`~eas_gym.env.EASEnv.read_store_as`)."""
 
     @property
     def store(self) -> Store:
@@ -216,6 +219,12 @@ class ChildScorer:
             state = None if found is None else self.store.load_weights(found)
             if found is not None and state is not None:
                 return {k: v.to(self.device) for k, v in state.items()}, found.accuracy
+            if self.read_only:
+                raise ValueError(
+                    f"the store {self.store_path} holds no start network {net_string} with "
+                    f"weights trained on a {self.config.device_type} device; it is read here, "
+                    "not trained"
+                )
             net = self.family.build(self.start_arch, generator=torch.Generator().manual_seed(0))
             accuracy, seconds, _, flags = self._train(
                 self.start_arch, net, self.config.start_train, seed=0
@@ -274,6 +283,11 @@ class ChildScorer:
         holding `state` (from :meth:`verify`), is trained in place if given, or takes a hit's
         stored weights (so a step builds its child once).
         """
+        if self.read_only:
+            raise RuntimeError(
+                f"this env reads its store as a {self.config.device_type} device wrote it "
+                "(read_store_as): it scores no child; make another env to search"
+            )
         kwargs: dict[str, Any] = {"parent": parent, "transforms": transforms, "seed": seed}
         kwargs["net"] = net
         # The surrogate is free: no lookups, so `info` stays seed-determined.
