@@ -387,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         action="store_true",
         help="only tabulate the runs already finished in --out (with --recheck K: those with "
-        "K rechecks; by default as many as the comparison asked for), training nothing: a "
+        "K rechecks; by default as many as the comparison asked for: its compare_plan.json), "
+        "training nothing: a "
         "long study's standing",
     )
     _common(comp)

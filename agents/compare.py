@@ -138,6 +138,7 @@ def compare(
     for spec in specs:  # option values too: a bad one must not stop the study halfway
         check_agent(spec, env_id, env_kwargs, seed=first_seed, nets=nets, batch=batch)
     root = Path(out)
+    _write_plan(root, labels, recheck)  # what `report` tabulates a study in progress by
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     run_config = _a_run_config(root)  # a comparison read back: the device its runs keyed
     start = _start_of(env_id, env_kwargs, run_config)
@@ -235,10 +236,12 @@ def report(out: str, *, recheck: int | None = None) -> str:
     ``recheck.jsonl`` that many episodes); unfinished runs are left out. Test accuracies are
     not evaluated. Writes ``report.json``, ``report.md`` and ``report.png`` beside the runs.
 
-    `recheck` None: the comparison's own (``compare.json``'s; 0 without one), so that the
-    report's tables, size fit (over random search's search and recheck networks) and Holm
-    families are ``compare.md``'s for the same runs. Agents are listed in ``compare.json``'s
-    order too (random search first without one).
+    `recheck` None: the comparison's own (from ``compare_plan.json``, written when it starts,
+    or a finished one's ``compare.json``; 0 without either), so that the report's size fit
+    (over random search's search and recheck networks) and tests are ``compare.md``'s for
+    the same runs, except that the report evaluates no test accuracies (no test column, and
+    one test fewer per agent in the family against random search). Agents are listed in the
+    comparison's order too (random search first without one).
 
     Raises:
         ValueError: `out` holds no finished run, or runs of different envs or budgets.
@@ -276,7 +279,7 @@ def report(out: str, *, recheck: int | None = None) -> str:
     if len(setups) != 1:
         raise ValueError(f"{root} holds runs of different envs or budgets: {sorted(setups)}")
     (env_id, nets, batch), known = setups.pop(), [x for x in starts if x is not None]
-    known_order = list(planned.get("agents") or {})
+    known_order = planned.get("agents", [])
     order = sorted(  # compare.json's order, then random search, then by name
         runs,
         key=lambda label: (
@@ -311,13 +314,39 @@ def report(out: str, *, recheck: int | None = None) -> str:
     return table
 
 
+PLAN = "compare_plan.json"
+"""What a comparison asked for (agents in order, recheck), written before its first run."""
+
+
+def _write_plan(root: Path, labels: list[str], recheck: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    plan = {"agents": labels, "recheck": recheck}
+    (root / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
+
+
 def _planned(root: Path) -> dict[str, Any]:
-    """The comparison's ``compare.json`` (its recheck and agents), or {} without a readable one."""
-    try:
-        planned = json.loads((root / "compare.json").read_text())
-    except (OSError, ValueError):
+    """The comparison's plan: ``{"recheck": K, "agents": [labels]}``, as far as it is known.
+
+    From ``compare_plan.json`` (written when a comparison starts), else ``compare.json`` (a
+    comparison finished before the plan was written); a field of the wrong type is left out.
+    """
+    for name in (PLAN, "compare.json"):
+        try:
+            found = json.loads((root / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, dict):
+            break
+    else:
         return {}
-    return planned if isinstance(planned, dict) else {}
+    planned: dict[str, Any] = {}
+    recheck = found.get("recheck")
+    if isinstance(recheck, int) and not isinstance(recheck, bool) and recheck >= 0:
+        planned["recheck"] = recheck
+    agents = found.get("agents")
+    if isinstance(agents, dict | list) and all(isinstance(a, str) for a in agents):
+        planned["agents"] = list(agents)
+    return planned
 
 
 def _weightless_if_known(env_id: str, env_kwargs: dict[str, Any]) -> bool:

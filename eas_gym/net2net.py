@@ -439,9 +439,11 @@ def fp32_exact() -> Iterator[None]:
         legacy_matmul: str | None = torch.get_float32_matmul_precision()
     except RuntimeError:  # likewise for matmuls set per backend (new API)
         legacy_matmul = None
+    # the matmul precision's legacy setter writes oneDNN's matmul switch too: kept and restored
+    mkldnn_matmul = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
     operators = [
         (op, op.fp32_precision)
-        for op in (getattr(cudnn, "conv", None), getattr(cudnn, "rnn", None), matmul)
+        for op in (getattr(cudnn, "conv", None), getattr(cudnn, "rnn", None), matmul, mkldnn_matmul)
         if op is not None and hasattr(op, "fp32_precision")  # torch >= 2.9
     ]
     if legacy_cudnn is not None:

@@ -545,3 +545,12 @@ def test_a_report_of_a_finished_comparison_repeats_its_tables(tmp_path):
     assert table.split("\n", 2)[2] == (out / "compare.md").read_text().rstrip("\n")
     report(str(out), recheck=0)  # asked for: the search alone
     assert json.loads((out / "report.json").read_text())["recheck"] == 0
+    (out / "compare.json").unlink()  # a study still running: its plan is there from the start
+    assert json.loads((out / "compare_plan.json").read_text())["recheck"] == 2
+    report(str(out))
+    assert json.loads((out / "report.json").read_text())["recheck"] == 2
+    for bad in ({"recheck": "x", "agents": 5}, {"recheck": True, "agents": [1]}, [3]):
+        (out / "compare_plan.json").write_text(json.dumps(bad))  # damaged: not trusted
+        report(str(out))
+        reported = json.loads((out / "report.json").read_text())
+        assert reported["recheck"] == 0 and list(reported["agents"])[0] == "random"

@@ -275,6 +275,9 @@ def _all_tf32_switches():
         reads["mm"] = lambda: torch.backends.cuda.matmul.fp32_precision
     if hasattr(torch.backends.cudnn, "fp32_precision"):
         reads["cudnn"] = lambda: torch.backends.cudnn.fp32_precision
+    mkldnn = getattr(torch.backends, "mkldnn", None)
+    if hasattr(getattr(mkldnn, "matmul", None), "fp32_precision"):  # set by the legacy setter
+        reads["mkldnn.matmul"] = lambda: torch.backends.mkldnn.matmul.fp32_precision
     return {name: read() for name, read in reads.items()}
 
 
@@ -288,7 +291,11 @@ def test_inside_a_check_every_tf32_switch_reads_off(user):
     """
     legacy = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
     cudnn = getattr(torch.backends.cudnn, "fp32_precision", None)
+    onednn = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    onednn_saved = getattr(onednn, "fp32_precision", None)
     try:
+        if onednn_saved is not None:  # torch's default: inherit (the legacy setter writes it)
+            onednn.fp32_precision = "none"
         if user == "matmul high":
             torch.set_float32_matmul_precision("high")
         if user == "cudnn tf32":
@@ -322,6 +329,8 @@ def test_inside_a_check_every_tf32_switch_reads_off(user):
             torch.backends.cudnn.fp32_precision = cudnn
         torch.backends.cudnn.allow_tf32 = legacy[0]
         torch.set_float32_matmul_precision(legacy[1])
+        if onednn_saved is not None:
+            onednn.fp32_precision = onednn_saved
 
 
 def test_evaluation_retries_at_smaller_batches_when_memory_runs_out(small_data):
