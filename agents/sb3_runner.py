@@ -116,23 +116,32 @@ class _RecordChildren(BaseCallback):
         super().__init__()
         self.out, self.children, self.batch, self.progress = out, children, batch, progress
         self.illegal = np.zeros(batch, dtype=int)  # per environment, in its running episode
+        self.actions: list[list[list[int]]] = [[] for _ in range(batch)]  # likewise
         self.log, self.update, self.saved_nets = log, update, len(children)
         self.last_line: dict[str, Any] | None = None
         self.text, self.written = records_text(children), len(children)  # the checkpoint's
 
     def _on_step(self) -> bool:
         infos, dones = self.locals["infos"], self.locals["dones"]
+        taken = self.locals.get("clipped_actions", self.locals["actions"])  # what the envs got
         for i, (info, done) in enumerate(zip(infos, dones, strict=True)):
             self.illegal[i] += bool(info.get("illegal_action", False))
+            self.actions[i].append(np.asarray(taken[i]).reshape(-1).tolist())
             if done:
                 update = len(self.children) // self.batch
                 provenance = self.training_env.get_attr("last_episode_provenance", indices=i)[0]
                 self.children.append(
                     child_record(
-                        update, i, info, info["episode"]["r"], provenance, (), self.illegal[i]
+                        update,
+                        i,
+                        info,
+                        info["episode"]["r"],
+                        provenance,
+                        self.actions[i],
+                        self.illegal[i],
                     )
                 )
-                self.illegal[i] = 0
+                self.illegal[i], self.actions[i] = 0, []
                 if self.progress is not None:
                     self.progress.network_done(info)
         return True

@@ -222,3 +222,23 @@ def test_an_sb3_checkpoint_without_generators_resumes_and_says_it_differs(tmp_pa
     args.nets = 4
     assert len(run_search(args)) == 4
     assert "predates exact SB3 resumes: the rest differs" in capsys.readouterr().err
+
+
+def test_an_sb3_record_replays_from_its_seed_and_actions(tmp_path):
+    """Each record holds its actions and starts from the protocol's seed of its update, so the
+    network can be grown again (what a comparison's test column does for a best network)."""
+    import gymnasium as gym
+
+    from agents.run_folder import episode_seed
+    from agents.runner import SearchArgs, run_search
+
+    args = SearchArgs(env_id=SURROGATE, agent="maskable-ppo", batch=2, nets=4, out=str(tmp_path))
+    args.progress = False
+    children = run_search(args)
+    env = gym.make(SURROGATE, store=":memory:")
+    for record in children:
+        assert len(record["actions"]) == EPISODE
+        _, info = env.reset(seed=episode_seed(0, record["update"], 2) + record["env"])
+        for action in record["actions"]:
+            _, _, _, _, info = env.step(np.asarray(action, dtype=np.int64))
+        assert (info["net"], info["accuracy"]) == (record["net"], record["accuracy"])
