@@ -12,6 +12,10 @@ every child of an episode (dense reward), the bench only its last (sparse, as ``
 * ``surrogate``: ``EAS-Surrogate-v0``, the hand-written formula on the architecture alone;
 * ``bench``: ``EAS-Bench-CIFAR10-CPU-v2``, the model fitted on real ``-v2`` evaluations (needs
   ``pip install -e ".[bench]"``; left out when it is missing);
+* ``bench_model_batch`` and ``bench_model_single``: the bench's model alone, queried the way a
+  tabular-benchmark user would, for networks it has not seen (a fresh model, no cache): the
+  final networks of random episodes, their means in batches of 1,000 or one ``sample`` each.
+  The env's rate above is these plus growing each network over 9 steps;
 * ``bench_gymnasium_sample``: the bench again, its random actions drawn as the README's loop
   draws them, with Gymnasium's ``action_space.sample(mask=...)`` (the other cases draw every
   entry's legal value from one uniform array, a leaner agent).
@@ -92,6 +96,52 @@ def networks_per_second(
     }
 
 
+def bench_model_queries(seconds: float, batch: int | None, seed: int = 0) -> dict:
+    """Unseen networks per second answered by the bench's model alone (no env).
+
+    `batch`: networks per :meth:`~eas_gym.bench.BenchModel.mean` call; None: one
+    :meth:`~eas_gym.bench.BenchModel.sample` per network. The networks are the final ones of
+    random bench episodes (drawn first, untimed); every timed pass uses a fresh model.
+    """
+    from eas_gym.arch import Arch
+    from eas_gym.bench import BenchModel
+
+    env = gym.make("EAS-Bench-CIFAR10-CPU-v2", store=":memory:")
+    rng = np.random.default_rng(seed)
+    nets: set[str] = set()
+    for s in range(4000):
+        _, info = env.reset(seed=seed + s)
+        done = False
+        while not done:
+            legal = [np.flatnonzero(m) for m in info["action_mask"]]
+            action = np.array([v[rng.integers(len(v))] for v in legal])
+            _, _, done, _, info = env.step(action)
+        nets.add(info["net"])
+    env.close()
+    archs = [Arch.from_string(n) for n in sorted(nets)]  # parsed here: not the model's cost
+    count, elapsed, cpu = 0, 0.0, 0.0
+    while elapsed < seconds:
+        model = BenchModel.load()  # fresh: nothing cached (its file's parse is not timed)
+        wall, clock = time.perf_counter(), time.process_time()
+        if batch is None:
+            draws = np.random.default_rng(seed)
+            for arch in archs:
+                model.sample(arch, draws)
+        else:
+            for i in range(0, len(archs), batch):
+                model.mean(archs[i : i + batch])
+        elapsed += time.perf_counter() - wall
+        cpu += time.process_time() - clock
+        count += len(archs)
+    return {
+        "env": "BenchModel",
+        "networks": count,
+        "distinct": len(archs),
+        "seconds": round(elapsed, 3),
+        "cpu_seconds": round(cpu, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per case")
@@ -106,10 +156,18 @@ def main() -> None:
         except (gym.error.Error, ImportError) as e:  # the bench without its extra
             rows[name] = {"env": env_id, "skipped": f"{type(e).__name__}: {e}"}
             continue
-        row = rows[name]
+    for name, batch in (("bench_model_batch", 1000), ("bench_model_single", None)):
+        try:
+            rows[name] = bench_model_queries(args.seconds, batch)
+        except (gym.error.Error, ImportError) as e:
+            rows[name] = {"env": "BenchModel", "skipped": f"{type(e).__name__}: {e}"}
+    for row in rows.values():
+        if "skipped" in row:
+            continue
         row["per_second"] = round(row["networks"] / row["seconds"], 1)
         row["per_cpu_second"] = round(row["networks"] / row["cpu_seconds"], 1)
-        row["env_per_cpu_second"] = round(row["networks"] / row["env_cpu_seconds"], 1)
+        if "env_cpu_seconds" in row:
+            row["env_per_cpu_second"] = round(row["networks"] / row["env_cpu_seconds"], 1)
     base = rows["weights"]["per_second"]
     ratios = {k: round(r["per_second"] / base, 1) for k, r in rows.items() if "per_second" in r}
     print(json.dumps({"benchmark": "evaluator_speed", "cases": rows, "ratio_to_weights": ratios}))
