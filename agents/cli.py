@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="K",
         help="K fresh episodes per run from its final policy, fine-tuned again (not cached); "
-        "default 0, and with --report the comparison's own K (from its compare.json)",
+        "default 0, and with --report the comparison's own K (from its compare_plan.json)",
     )
     comp.add_argument(
         "--no-test", action="store_true", help="skip the test accuracy of each best network"

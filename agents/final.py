@@ -137,7 +137,9 @@ def final_train(
         data_dir=data_dir,
         train_size=train_size,
         image_size=image_size,
-        val_size=run_env.get("val_size"),
+        # a final training trains on train + val: without a run to follow, your own file's
+        # images all train (the paper's 5,000-image split may not fit a small file)
+        val_size=run_env.get("val_size", 0 if is_own_dataset(dataset) else None),
         download=download,
     )
     net = build_model(arch, state, generator=torch.Generator().manual_seed(seed))

@@ -277,8 +277,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
         self.family = FAMILIES[space]
         self.search_space = self.family.space
         start = self.family.start.to_string() if start_net is None else start_net
+        num_classes = dataset_classes(dataset)  # your own file's errors name the file, not this
         try:
-            self.start_arch = self.family.parse(start, dataset_classes(dataset))
+            self.start_arch = self.family.parse(start, num_classes)
         except ValueError as e:
             raise ValueError(f"`start_net` {start!r}: {e}") from e
         self.family.check(self.start_arch)

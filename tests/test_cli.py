@@ -170,6 +170,11 @@ def test_search_and_train_on_your_own_npz(tmp_path, capsys):
     assert main(["train", str(tmp_path / "copied"), "--epochs", "0.5"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["dataset"] == str(tmp_path / "mine.npz") and record["image_size"] == 16
+    net = ["train", "C4-3 MP C4-3 MP C4-3 MP C4-3 GAP FC8", "--epochs", "0.5"]  # no run
+    own_file = ["--dataset", str(tmp_path / "mine.npz"), "--out", str(tmp_path / "net")]
+    assert main([*net, *own_file]) == 0  # 80 images: the paper's 5,000-image split cannot fit
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["train_images"] == 80 and 0.0 <= record["test_accuracy"] <= 1.0
     (tmp_path / "mine.npz").rename(tmp_path / "moved.npz")  # RUN/best reads the run's records
     assert main(["train", str(out / "best"), "--epochs", "0.5"]) == 2
     assert "mine.npz" in capsys.readouterr().err

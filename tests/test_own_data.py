@@ -128,6 +128,14 @@ def test_a_bad_npz_names_what_is_wrong(tmp_path, arrays, message):
         load_dataset(str(tmp_path / "bad.npz"), val_size=2)
 
 
+def test_the_env_blames_a_bad_file_not_its_start_net(tmp_path):
+    y = np.array([0, 1, 12, 1, 0, 1])  # a label past the 2 classes the others make
+    np.savez(tmp_path / "bad.npz", x_train=np.zeros((6, 4, 4, 3), np.uint8), y_train=y)
+    with pytest.raises(ValueError) as raised:
+        gym.make("EAS-Synthetic-v0", dataset=str(tmp_path / "bad.npz"), store=":memory:")
+    assert "bad.npz" in str(raised.value) and "start_net" not in str(raised.value)
+
+
 def test_bad_folders_and_unknown_names_say_what_is_allowed(tmp_path):
     with pytest.raises(ValueError, match=r"'cifar-10'.*does not exist.*cifar10.*\.npz"):
         load_dataset("cifar-10")
