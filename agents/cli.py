@@ -428,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out",
         default=None,
-        help="where to save the trained network (default: RUN/final, FOLDER-final, runs/final)",
+        help="where to save the trained network, replacing what is there (default: RUN/final "
+        "for a run folder or its RUN/best, FOLDER-final for another saved model, runs/final "
+        "for a net string)",
     )
     train.add_argument(
         "--download", action="store_true", help="let torchvision download a missing dataset"

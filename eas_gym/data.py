@@ -115,7 +115,8 @@ def load_dataset(
             500. 0: no validation set.
         test_size: Test images, class-balanced. None: the whole test set (synthetic: 500).
         image_size: Side of the square images after antialiased bilinear resizing. None: keep
-            32x32. Departure from the paper when set.
+            their size (32x32 for the built-in datasets; your own file's as it is). Departure
+            from the paper when set.
         split_seed: Seed of the train/validation split (the paper's code: 88).
         download: Let torchvision download missing files into `data_dir`.
         device: Where the tensors live (``"auto"``: CUDA when available).

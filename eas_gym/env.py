@@ -129,9 +129,9 @@ class EASEnv(gym.Env[ObsType, np.ndarray]):
     | params, flops | trainable parameters; multiply-adds per image |
     | preservation_error | max abs logit change of the transform on the probe batch (0 if none) |
     | lineage | the store row of ``accuracy`` (hash of its start, transforms and seeds) |
-    | diverged | training stopped on a non-finite loss (acc = chance) |
-    | oom | always False: a child that runs out of memory raises ``torch.OutOfMemoryError`` |
-    | illegal_action | part of the action could not be applied |
+    | diverged | training stopped on a non-finite loss (acc = chance); step only |
+    | oom | always False (running out of memory raises ``torch.OutOfMemoryError``); step only |
+    | illegal_action | part of the action could not be applied; step only |
     | action_mask | legal values of each action entry for the next step |
 
     ``lineage`` is "" for the start network and rows of the net-string cache, None while a
