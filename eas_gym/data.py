@@ -309,10 +309,12 @@ def check_dataset(name: str, data_dir: str | os.PathLike[str] | None, download: 
     """Raise :class:`DatasetNotFoundError` now, before any work, if `name`'s files are missing.
 
     The synthetic set needs no files; with `download` torchvision fetches what is missing. A
-    path to your own dataset must exist (a ValueError otherwise).
+    path to your own dataset must exist, and an .npz file is read whole and checked (shapes,
+    kinds, counts, labels): a ValueError otherwise. A folder's images are read when used.
     """
     if is_own_dataset(name):
-        check_own_dataset(name)
+        if check_own_dataset(name).is_file():  # an .npz: read and checked whole now, not mid-run
+            load_own(name)
         return
     if name == "synthetic" or download:
         return

@@ -29,7 +29,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,9 +81,24 @@ def own_classes(name: str) -> int:
     path = check_own_dataset(name)
     if path.is_dir():
         return len(_class_names(_train_folder(path)))
-    with np.load(path) as arrays:
+    with _open_npz(path) as arrays:
         _require(arrays, path)
         return _label_count(arrays["y_train"], path)
+
+
+def _open_npz(path: Path) -> Any:
+    """``np.load(path)`` of an .npz archive of arrays; a ValueError naming the file otherwise.
+
+    numpy reads anything that is not a zip archive as a pickle and suggests ``allow_pickle``,
+    which would run the file's code: never done here.
+    """
+    try:
+        return np.load(path)
+    except (ValueError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ValueError(
+            f"{path} is not an .npz archive of arrays (np.savez writes one; "
+            f"numpy: {type(e).__name__}); it is not read as a pickle"
+        ) from e
 
 
 def load_own(name: str) -> tuple[Split, Split, int]:
@@ -93,7 +110,7 @@ def load_own(name: str) -> tuple[Split, Split, int]:
     path = check_own_dataset(name)
     if path.is_dir():
         return _load_folder(path)
-    with np.load(path) as arrays:
+    with _open_npz(path) as arrays:
         _require(arrays, path)
         num_classes = _label_count(arrays["y_train"], path)
         train = _split(arrays["x_train"], arrays["y_train"], num_classes, path, "train")

@@ -136,6 +136,39 @@ def test_the_env_blames_a_bad_file_not_its_start_net(tmp_path):
     assert "bad.npz" in str(raised.value) and "start_net" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"x_train": np.zeros((6, 4, 4, 3), np.uint8), "y_train": np.arange(5) % 2},  # counts
+        {"x_train": np.zeros((6, 1, 4, 4, 3), np.uint8), "y_train": np.arange(6) % 2},  # 5-D
+        {"x_train": np.zeros((6, 4, 4, 3), np.float32), "y_train": np.arange(6) % 2},  # floats
+        {
+            "x_train": np.zeros((6, 4, 4, 3), np.uint8),
+            "y_train": np.arange(6) % 2,
+            "x_test": np.zeros((2, 8, 8, 3), np.uint8),  # another size than x_train
+            "y_test": np.array([0, 1]),
+        },
+    ],
+)
+def test_a_bad_npz_stops_a_search_before_its_folder_is_written(tmp_path, arrays):
+    from agents.runner import SearchArgs, run_search
+
+    np.savez(tmp_path / "bad.npz", **arrays)
+    out = tmp_path / "run"
+    args = SearchArgs(env_id="EAS-Synthetic-v0", agent="random", nets=2, batch=2, out=str(out))
+    args.env_kwargs = {"dataset": str(tmp_path / "bad.npz"), "val_size": 2}
+    with pytest.raises(ValueError, match="bad.npz"):
+        run_search(args)
+    assert not out.exists()
+
+
+def test_a_file_that_is_not_an_npz_archive_is_never_unpickled(tmp_path):
+    (tmp_path / "notes.npz").write_text("hello\n")
+    with pytest.raises(ValueError, match="not an .npz archive of arrays") as raised:
+        load_dataset(str(tmp_path / "notes.npz"))
+    assert "allow_pickle" not in str(raised.value)
+
+
 def test_bad_folders_and_unknown_names_say_what_is_allowed(tmp_path):
     with pytest.raises(ValueError, match=r"'cifar-10'.*does not exist.*cifar10.*\.npz"):
         load_dataset("cifar-10")
