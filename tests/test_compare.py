@@ -28,18 +28,21 @@ from eas_gym.store import EvalStore
 FAST_SURROGATE = {"probe_size": 4}
 
 
-def test_reinforce_and_evolution_beat_random_search_on_the_surrogate(tmp_path):
-    agents = ["random", "reinforce[lr=0.01]", "evolution[population_size=10,tournament_size=3]"]
-    compare(
+def _on_surrogate(out, agents, **settings):
+    """A comparison on the surrogate, quiet and with a tiny probe batch: what most tests need."""
+    return compare(
         "EAS-Surrogate-v0",
         agents=agents,
-        seeds=5,
-        nets=30,
-        batch=5,
-        out=str(tmp_path / "cmp"),
-        env_kwargs=FAST_SURROGATE,
+        out=str(out),
         progress=False,
+        env_kwargs=FAST_SURROGATE,
+        **settings,
     )
+
+
+def test_reinforce_and_evolution_beat_random_search_on_the_surrogate(tmp_path):
+    agents = ["random", "reinforce[lr=0.01]", "evolution[population_size=10,tournament_size=3]"]
+    _on_surrogate(tmp_path / "cmp", agents, seeds=5, nets=30, batch=5)
     rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["agents"]
     for agent in agents[1:]:
         versus = rows[agent]["last_third_mean"]["vs_random"]
@@ -206,8 +209,7 @@ def test_bad_comparison_input_is_one_line_and_writes_nothing(argv, message, tmp_
 def test_report_tabulates_the_finished_runs_and_trains_nothing(tmp_path, monkeypatch, capsys):
     out = tmp_path / "cmp"
     agents = ["random", "reinforce[lr=0.01]"]
-    kwargs = {"seeds": 2, "nets": 6, "batch": 3, "env_kwargs": FAST_SURROGATE}
-    compare("EAS-Surrogate-v0", agents=agents, out=str(out), progress=False, **kwargs)
+    _on_surrogate(out, agents, seeds=2, nets=6, batch=3)
     full = json.loads((out / "compare.json").read_text())
     children = out / "reinforce-lr=0.01" / "seed-1" / "children.jsonl"
     lines = children.read_text().splitlines(keepends=True)
@@ -241,9 +243,9 @@ def test_report_tabulates_the_finished_runs_and_trains_nothing(tmp_path, monkeyp
 @pytest.mark.parametrize("kept", ["half-search", "search-without-recheck"])
 def test_study_data_kept_without_checkpoints_runs_again_from_its_seed(tmp_path, kept):
     """A study folder from another machine: records only, no .pt files, no store."""
-    kwargs = {"seeds": 1, "nets": 6, "batch": 3, "recheck": 3, "env_kwargs": FAST_SURROGATE}
+    kwargs = {"seeds": 1, "nets": 6, "batch": 3, "recheck": 3}
     reference = tmp_path / "reference"
-    compare("EAS-Surrogate-v0", agents=["reinforce"], out=str(reference), progress=False, **kwargs)
+    _on_surrogate(reference, ["reinforce"], **kwargs)
     out = tmp_path / "copy"
     run = out / "reinforce" / "seed-0"
     run.mkdir(parents=True)
@@ -256,7 +258,7 @@ def test_study_data_kept_without_checkpoints_runs_again_from_its_seed(tmp_path, 
     else:
         (run / "recheck.jsonl").write_text("")
     with pytest.warns(UserWarning, match=r"ran again from its seed: of its \d earlier .* exactly"):
-        compare("EAS-Surrogate-v0", agents=["reinforce"], out=str(out), progress=False, **kwargs)
+        _on_surrogate(out, ["reinforce"], **kwargs)
     assert (run / "children.partial.jsonl").exists()  # the earlier records are kept
     again, first = (json.loads((d / "compare.json").read_text()) for d in (out, reference))
     assert again["agents"] == first["agents"]
@@ -264,16 +266,16 @@ def test_study_data_kept_without_checkpoints_runs_again_from_its_seed(tmp_path, 
 
 def test_a_run_in_use_is_refused_before_its_records_are_set_aside(tmp_path):
     """Two comparisons on one folder: the second touches nothing of a run the first holds."""
-    kwargs = {"seeds": 1, "nets": 6, "batch": 3, "recheck": 0, "env_kwargs": FAST_SURROGATE}
+    kwargs = {"seeds": 1, "nets": 6, "batch": 3, "recheck": 0}
     out = tmp_path / "study"
-    compare("EAS-Surrogate-v0", agents=["random"], out=str(out), progress=False, **kwargs)
+    _on_surrogate(out, ["random"], **kwargs)
     run = out / "random" / "seed-0"
     (run / "checkpoint.pt").unlink()  # kept as study data: records only, half of them
     lines = (run / "children.jsonl").read_text().splitlines(keepends=True)
     (run / "children.jsonl").write_text("".join(lines[:3]))
     with held_by_another_process(run) as pid:
         with pytest.raises(ValueError, match=f"in use by process {pid}"):
-            compare("EAS-Surrogate-v0", agents=["random"], out=str(out), progress=False, **kwargs)
+            _on_surrogate(out, ["random"], **kwargs)
     assert not (run / "children.partial.jsonl").exists()  # not set aside under the holder
     assert (run / "children.jsonl").read_text() == "".join(lines[:3])
 
@@ -306,10 +308,7 @@ def test_a_fresh_clone_of_a_study_resumes_on_its_pinned_start_network(tmp_path, 
 
 def test_seeds_run_on_different_start_networks_are_named_in_the_table(tmp_path):
     out = tmp_path / "cmp"
-    kwargs = {"seeds": 2, "nets": 4, "batch": 2, "env_kwargs": FAST_SURROGATE}
-    compare(
-        "EAS-Surrogate-v0", agents=["random", "reinforce"], out=str(out), progress=False, **kwargs
-    )
+    _on_surrogate(out, ["random", "reinforce"], seeds=2, nets=4, batch=2)
     summary_path = out / "reinforce" / "seed-1" / "summary.json"
     summary = json.loads(summary_path.read_text())
     start = summary["start_accuracy"]
@@ -491,17 +490,7 @@ def test_the_plot_adds_per_update_means_and_zooms_to_the_agents(tmp_path):
 
 
 def test_on_the_surrogate_compare_prints_a_line_per_run_and_no_test_column(tmp_path, capsys):
-    compare(
-        "EAS-Surrogate-v0",
-        agents=["random"],
-        seeds=2,
-        nets=4,
-        batch=2,
-        out=str(tmp_path),
-        env_kwargs=FAST_SURROGATE,
-        progress=False,
-        recheck=2,
-    )
+    _on_surrogate(tmp_path, ["random"], seeds=2, nets=4, batch=2, recheck=2)
     printed = capsys.readouterr().err
     assert printed.count("random seed ") == 2 and "4 networks, best " in printed
     table = (tmp_path / "compare.md").read_text()
@@ -515,8 +504,7 @@ def test_on_the_surrogate_compare_prints_a_line_per_run_and_no_test_column(tmp_p
 
 
 def test_one_seed_says_there_is_no_test(tmp_path):
-    kwargs = {"seeds": 1, "nets": 4, "batch": 2, "env_kwargs": FAST_SURROGATE, "progress": False}
-    compare("EAS-Surrogate-v0", agents=["random", "reinforce"], out=str(tmp_path), **kwargs)
+    _on_surrogate(tmp_path, ["random", "reinforce"], seeds=1, nets=4, batch=2)
     table = (tmp_path / "compare.md").read_text()
     assert "no test, which needs at least 2 seeds of each agent" in table
     assert "over the 0 tests" not in table
@@ -526,17 +514,7 @@ def test_a_report_of_a_finished_comparison_repeats_its_tables(tmp_path):
     """`--report` without `--recheck` reads the comparison's own: the same size fit (random
     search's search and recheck networks), Holm families and agent order as compare.md."""
     out = tmp_path / "cmp"
-    compare(
-        "EAS-Surrogate-v0",
-        agents=["reinforce", "random", "evolution"],
-        seeds=2,
-        nets=6,
-        batch=2,
-        recheck=2,
-        out=str(out),
-        progress=False,
-        env_kwargs=FAST_SURROGATE,
-    )
+    _on_surrogate(out, ["reinforce", "random", "evolution"], seeds=2, nets=6, batch=2, recheck=2)
     table = report(str(out))
     compared = json.loads((out / "compare.json").read_text())
     reported = json.loads((out / "report.json").read_text())
