@@ -57,6 +57,7 @@ __all__ = [
     "plain_data",
     "read_children",
     "read_jsonl",
+    "record_device_key",
     "records_text",
     "repair_jsonl",
     "restore_search",
@@ -254,6 +255,34 @@ def _keep_device_key(out: Path, saved: Mapping[str, Any], record: dict[str, Any]
     if before is None or not _holds_a_search(out):
         return record
     return {**record, "device_key": before}
+
+
+def record_device_key(out: Path, keys: Iterable[str]) -> None:
+    """Record in ``config.json`` the device key the search's envs were built with.
+
+    :func:`check_config` records the key of this process's device, but the envs that train
+    may live elsewhere: Ray actors on GPU nodes behind a head without one (or CPU actors
+    beside a GPU head). Before the search's first children, their own key replaces the guess,
+    so a reader looks the rows up where they were stored. Once the folder holds a search its
+    key stays (as in :func:`check_config`). Envs built with different keys (a mixed cluster)
+    leave the record as it is, with a warning.
+    """
+    found = sorted(set(keys))
+    path = out / "config.json"
+    if not found or _holds_a_search(out) or not path.exists():
+        return
+    if len(found) > 1:
+        warnings.warn(
+            f"{out}: its environments train under different device keys {found}; config.json "
+            "records one, so reading the run back finds only that key's children",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    config = json.loads(path.read_text())
+    if config.get("device_key") != found[0]:
+        config["device_key"] = found[0]
+        _atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _holds_a_search(out: Path) -> bool:

@@ -49,6 +49,7 @@ from agents.run_folder import (
     hold_run_folder,
     load_checkpoint,
     read_children,
+    record_device_key,
     records_text,
     repair_jsonl,
     restore_search,
@@ -279,6 +280,8 @@ def _run_protocol(
             file=sys.stderr,
         )
     envs = make_envs(args, out, env_kwargs, num_envs=args.batch)
+    if not weightless:  # Ray actors (or worker processes) may train on another kind of device
+        record_device_key(out, (c.device_type for c in envs.get_attr("eval_config")))
     total = num_updates * args.batch
     bar = tqdm(
         total=total,

@@ -84,3 +84,31 @@ def test_an_env_reading_another_devices_rows_trains_nothing(tmp_path):
         for _ in range(2):  # a sparse episode of two steps scores its last child
             action = np.array([int(np.flatnonzero(m)[-1]) for m in info["action_mask"]])
             _, _, _, _, info = reader.step(action)
+
+
+def test_config_records_the_key_its_envs_train_under_not_this_process_guess(tmp_path, monkeypatch):
+    # a head with a GPU whose envs train on the CPU (Ray actors without GPUs, say): the rows
+    # are the envs' own, and config.json must say where a reader finds them
+    import agents.runner
+
+    monkeypatch.setattr(agents.runner, "_device_key", lambda env_id, env_kwargs: "cuda-fp32")
+    out = tmp_path / "run"
+    args = SearchArgs(env_id="EAS-Synthetic-v0", agent="random", nets=2, batch=2, out=str(out))
+    args.env_kwargs, args.progress = SYNTHETIC, False
+    run_search(args)
+    assert json.loads((out / "config.json").read_text())["device_key"] == "cpu"
+    _on_a_gpu_machine(monkeypatch)  # a reader on a GPU machine still finds the CPU's rows
+    assert "lineage of the best network" in describe_run(str(out))
+
+
+def test_envs_of_different_device_keys_leave_the_record_with_a_warning(tmp_path):
+    from agents.run_folder import record_device_key
+
+    (tmp_path / "config.json").write_text(json.dumps({"device_key": "cpu"}))
+    with pytest.warns(RuntimeWarning, match=r"different device keys \['cpu', 'cuda-fp32'\]"):
+        record_device_key(tmp_path, ["cpu", "cuda-fp32"])
+    record_device_key(tmp_path, ["cuda-fp32", "cuda-fp32"])
+    assert json.loads((tmp_path / "config.json").read_text())["device_key"] == "cuda-fp32"
+    (tmp_path / "children.jsonl").write_text('{"net": "C8-3 GAP FC10"}\n')  # a search: kept
+    record_device_key(tmp_path, ["cpu"])
+    assert json.loads((tmp_path / "config.json").read_text())["device_key"] == "cuda-fp32"

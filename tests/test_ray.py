@@ -83,6 +83,20 @@ def test_search_on_ray_equals_local(ray_instance, tmp_path):
     assert not (tmp_path / "ray" / "ray_failures.jsonl").exists()
 
 
+def test_search_on_ray_records_its_actors_device_key(ray_instance, tmp_path, monkeypatch):
+    # the head guesses a GPU; its actors (no GPUs in this instance) train on the CPU
+    import agents.runner
+    from agents.runner import SearchArgs, run_search
+
+    monkeypatch.setattr(agents.runner, "_device_key", lambda env_id, env_kwargs: "cuda-fp32")
+    out = tmp_path / "run"
+    args = SearchArgs(env_id="EAS-Synthetic-v0", agent="random", nets=2, batch=2, out=str(out))
+    args.env_kwargs = {"schedule": "WD", "reward_mode": "sparse"}
+    args.executor, args.progress = "ray", False
+    run_search(args)
+    assert json.loads((out / "config.json").read_text())["device_key"] == "cpu"
+
+
 @pytest.mark.parametrize("store_service", [False, True], ids=["store-file", "store-service"])
 def test_dead_worker_is_restarted_and_replays(ray_instance, tmp_path, store_service):
     from eas_gym.ray_vector import RayVectorEnv
