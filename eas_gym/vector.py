@@ -127,10 +127,14 @@ def apply_worker_settings(device: str, threads: int, sharing: int) -> None:
     """Settings of one worker process: its torch threads and, on a shared GPU, its memory share.
 
     Workers on one GPU each keep their caching allocator to ``0.95 / sharing`` of its memory,
-    so one wide child cannot starve the others into OOM.
+    so one wide child cannot starve the others into OOM. A worker on ``cuda:k`` makes it its
+    current device, so calls without a device (``torch.cuda.empty_cache()``, a library's
+    ``torch.cuda.current_device()``) act on its GPU and open no context on ``cuda:0``.
     """
     torch.set_num_threads(threads)
     target = resolve_device(device)
+    if target.type == "cuda" and target.index is not None:
+        torch.cuda.set_device(target.index)
     if target.type == "cuda" and sharing > 1:
         index = target.index if target.index is not None else torch.cuda.current_device()
         torch.cuda.set_per_process_memory_fraction(0.95 / sharing, index)

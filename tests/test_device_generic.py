@@ -393,13 +393,21 @@ def test_a_shared_gpu_gets_an_indexed_memory_share(monkeypatch):
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("threads", n)))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("current", d)))
     monkeypatch.setattr(
         torch.cuda, "set_per_process_memory_fraction", lambda f, d: calls.append((f, d))
     )
     vector_module.apply_worker_settings("cuda", 1, 4)
     vector_module.apply_worker_settings("cuda:1", 2, 2)
     vector_module.apply_worker_settings("cuda:1", 2, 1)  # alone on its GPU: no cap
-    assert calls == [("threads", 1), (0.95 / 4, 0), ("threads", 2), (0.95 / 2, 1), ("threads", 2)]
+    vector_module.apply_worker_settings("cpu", 1, 2)
+    # a worker on cuda:1 makes it current: device-less calls act on its own GPU
+    assert calls == [
+        *[("threads", 1), (0.95 / 4, 0)],
+        *[("threads", 2), ("current", 1), (0.95 / 2, 1)],
+        *[("threads", 2), ("current", 1)],
+        ("threads", 1),
+    ]
 
 
 def test_fork_is_refused_with_cuda():
