@@ -423,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-size",
         type=int,
         default=None,
-        help="class-balanced subset of the training images (default: all of them)",
+        help="class-balanced subset of the training images (default: all of them); the "
+        "validation split (the run's, else 5,000 images, none for your own file) trains too: "
+        "a final training trains on train + val",
     )
     train.add_argument(
         "--out",

@@ -72,7 +72,9 @@ class SearchArgs:
     executor: str = "local"
     """local (a gymnasium vector env here) or ray (one Ray actor per environment)."""
     ray_address: str | None = None
-    """Ray cluster address for ``executor="ray"``; None: the running one, else a local one."""
+    """Ray cluster address for ``executor="ray"`` (``HEAD_IP:6379``, or ``auto`` on a cluster
+    machine); None: as ``ray.init()`` connects: to ``$RAY_ADDRESS``, else the cluster last started
+    on this machine, else a new local instance."""
     store_service: bool | None = None
     """``executor="ray"``: serve the store from one actor; None: on multi-node clusters."""
 
