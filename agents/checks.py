@@ -153,6 +153,7 @@ def _check_sb3(
             raise ValueError(f"agent {spec.name!r} refuses {_options_text(spec)}: {e}") from e
     finally:
         venv.close()
+    _check_sb3_ranges(spec)
     n_steps = spec.options.get("n_steps", episode)
     if n_steps % episode:
         raise ValueError(
@@ -168,6 +169,28 @@ def _check_sb3(
             f"so {total} networks cannot be sampled; use a number of networks that is a "
             f"multiple of {per_rollout}, or n_steps={episode} (one episode per environment)"
         )
+
+
+_SB3_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "gamma": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "gae_lambda": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "n_epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: v > 0, "a number > 0"),
+    "clip_range": (lambda v: v > 0, "a number > 0"),
+    "ent_coef": (lambda v: v >= 0, "a number >= 0"),
+    "vf_coef": (lambda v: v >= 0, "a number >= 0"),
+    "max_grad_norm": (lambda v: v > 0, "a number > 0"),
+}
+"""Numeric options SB3 takes without checking (``n_epochs=0`` fails mid-training, ``gamma=2``
+trains on growing returns): their ranges, checked before anything is written."""
+
+
+def _check_sb3_ranges(spec: AgentSpec) -> None:
+    for key, value in spec.options.items():
+        if key in _SB3_RANGES and isinstance(value, int | float) and not isinstance(value, bool):
+            allowed, text = _SB3_RANGES[key]
+            if not allowed(value):
+                raise ValueError(f"agent {spec.name!r} option {key}={value!r}: expected {text}")
 
 
 def check_actions(actions: Any, space: Any, single: Any) -> np.ndarray:

@@ -19,8 +19,9 @@ as before, close to but not equal to an uninterrupted run, and the resume line s
 
 Each rollout also writes a line to ``metrics.jsonl`` (:mod:`agents.metrics_log`): SB3's own
 ``train/...`` values of the update that followed it, and the rollout's networks' accuracies,
-size and times, as a protocol agent's search writes them. With ``--tensorboard`` SB3's logger
-writes its event files to ``OUT/tensorboard`` as well.
+size and times, as a protocol agent's search writes them. With ``--tensorboard`` these lines
+go to ``OUT/tensorboard`` as a protocol agent's do (step: networks so far), and SB3's own logger
+writes its event files beside them (``OUT/tensorboard/PPO_1``, step: timesteps).
 """
 
 from __future__ import annotations
@@ -240,7 +241,8 @@ def run_sb3(
     if saved is not None and "generators" in saved:  # last: building the model drew from them
         _set_generator_states(saved["generators"])
     done = 0 if saved is None else int(saved.get("update", 0))
-    log = MetricsLog(out, done, None if saved is None else saved.get("log"))
+    last = None if saved is None else saved.get("log")
+    log = MetricsLog(out, done, last, tensorboard=bool(getattr(args, "tensorboard", False)))
     if len(children) < total:
         bar = tqdm(
             total=total,

@@ -58,7 +58,7 @@ class SearchArgs:
     """Show a progress bar."""
     tensorboard: bool = False
     """Also log every update's metrics (always in ``out/metrics.jsonl``) as TensorBoard event files
-    in ``out/tensorboard`` (``pip install 'eas-gym[tb]'``; SB3 agents: their own logger's)."""
+    in ``out/tensorboard`` (``pip install 'eas-gym[tb]'``; SB3 agents: their own logger's too)."""
     threads: int | None = None
     """Torch threads: of this process (synchronous), or of each worker process; None: this
     process keeps torch's setting, workers share the cores (``eas_gym.vector.worker_threads``)."""

@@ -311,6 +311,8 @@ def test_an_sb3_rollout_larger_than_the_budget_is_refused(tmp_path, capsys):
         ("ppo[n_steps=abc]", "agent 'ppo' option n_steps='abc': expected an integer"),
         ("ppo[learning_rate=fast]", "agent 'ppo' option learning_rate='fast': expected a number"),
         ("ppo[n_steps=0]", "agent 'ppo' refuses its options (n_steps=0)"),
+        ("ppo[n_epochs=0]", "agent 'ppo' option n_epochs=0: expected an integer >= 1"),
+        ("ppo[gamma=2]", "agent 'ppo' option gamma=2: expected a number in [0, 1]"),
         ("fixed[policy=deepen-last]", "agent 'fixed' refuses its options (policy=deepen-last)"),
     ],
 )

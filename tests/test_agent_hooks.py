@@ -191,3 +191,9 @@ def test_sb3_tensorboard_goes_to_its_own_logger(tmp_path):
     args.progress, args.tensorboard = False, True
     run_search(args)
     assert list((tmp_path / "run" / "tensorboard").glob("PPO_*/events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))  # the search's own lines
+    events.Reload()
+    assert {"search/best_acc", "charts/batch_mean_acc"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("search/best_acc")] == [2, 4]  # networks so far
