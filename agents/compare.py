@@ -196,7 +196,7 @@ def compare(
         "test_is_validation": weightless,
         "families": families,
         "agents": rows,
-        "power": power(per_run),
+        "power": power(per_run, families["vs_random"]["tests"]),
         "runs": per_run,
     }
     (root / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -304,7 +304,7 @@ def report(out: str, *, recheck: int | None = None) -> str:
         "test_is_validation": _weightless_if_known(env_id, env_kwargs_seen[0]),
         "families": families,
         "agents": rows,
-        "power": power(per_run),
+        "power": power(per_run, families["vs_random"]["tests"]),
         "runs": per_run,
     }
     (root / "report.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "FIXED",
     "METRICS",
@@ -83,9 +85,20 @@ def _start_text(result: dict[str, Any]) -> str:
 
 
 def _p(value: float | None) -> str:
+    """Two significant digits; near 0.05 as many as show which side of it `value` is on.
+
+    >>> _p(0.0123), _p(0.04996), _p(0.05), _p(0.0504)
+    ('0.012', '0.04996', '0.05', '0.0504')
+    """
     if value is None or not math.isfinite(value):
         return "n/a"
-    return f"{value:.3g}" if 0.045 <= value < 0.055 else f"{value:.2g}"  # which side of 0.05
+    if not 0.045 <= value < 0.055:
+        return f"{value:.2g}"
+    for digits in range(3, 17):
+        text = f"{value:.{digits}g}"
+        if (float(text) < 0.05) == (value < 0.05):
+            return text
+    return repr(value)
 
 
 def _thousands(value: float | None) -> str:
@@ -147,7 +160,8 @@ def _tests_table(
                 continue  # the same pair of agents, tested from its other side
             seen.add((m, frozenset((label, other))))
             ci = f"[{_pct(test['ci_low'])}, {_pct(test['ci_high'])}]"
-            cells = [label, _HEADINGS[m], *([other] if kind in _VERSUS else [])]
+            cells = [label + _seeds_used(result, m, label, other), _HEADINGS[m]]
+            cells += [other] if kind in _VERSUS else []
             cells += [_pct(test["diff"]), ci, _p(test["p"]), _p(test.get("p_holm"))]
             rows.append("| " + " | ".join([*cells, _p(test.get("p_permutation"))]) + " |")
     if not rows:
@@ -164,7 +178,7 @@ def _tests_table(
     head = "| agent | metric | " + (f"{_VERSUS[kind]} | " if kind in _VERSUS else "")
     explained = (
         f"{title} (points). Welch's t-test (two-sided) with its 95% CI and p; Holm: that p "
-        f"adjusted over the {count} tests of this table (one family); permutation: the "
+        f"adjusted over the {count} tests of {_family_text(kind)}; permutation: the "
         f"permutation test's p, which assumes no normality{_floor(result)}:"
         if count
         else f"{title} (points): no test, which needs at least 2 seeds of each agent (n/a):"
@@ -200,15 +214,22 @@ def _size_tables(
         for r in result["runs"].get(REFERENCE, [])
     )
     rechecked = result["recheck"] > 0
+    reference_params = np.array(
+        [p for r in result["runs"].get(REFERENCE, []) for p in _fitted_params(r)], dtype=float
+    )
     columns = ["late networks: median params", "median FLOPs"]
     columns += ["recheck networks: median params"] if rechecked else []
+    columns += [f"{REFERENCE}'s networks below the late median"]
     lines = [
         "",
         "Network size and size-adjusted accuracy. Late networks are each run's last third. "
         "Size-adjusted: each network's accuracy minus what a least-squares fit of accuracy on "
         f"log params and log FLOPs over {REFERENCE}'s {fitted} networks predicts for its size "
         "(points, mean ± SE over seeds). An agent that only learns to pick bigger networks "
-        f"scores about what {REFERENCE} does here.",
+        f"scores about what {REFERENCE} does here. The fit's own error is not in the tests "
+        "below: it moves all of an agent's seeds together, so the tests understate the "
+        f"uncertainty where an agent's networks lie beyond most of {REFERENCE}'s (the fit "
+        "extrapolates there).",
         "",
         "| agent | " + " | ".join(columns + [_HEADINGS[m] for m in adjusted]) + " |",
         "|---" * (1 + len(columns) + len(adjusted)) + "|",
@@ -219,12 +240,48 @@ def _size_tables(
         flops = size.get("late_flops_median")
         cells.append("n/a" if flops is None else f"{flops / 1e6:.2f}M")
         cells += [_thousands(size.get("recheck_params_median"))] if rechecked else []
+        late = size.get("late_params_median")
+        below = (
+            (reference_params < late).mean() if late is not None and reference_params.size else None
+        )
+        cells.append("n/a" if below is None else f"{100 * below:.0f}%")
         cells += [
             f"{_pct(row[m]['mean'])} ± {_pct(row[m]['se'])}" if m in row else "n/a"
             for m in adjusted
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines + _tests_table(result, adjusted, "size_adjusted", family)
+
+
+def _fitted_params(run: dict[str, Any]) -> list[float]:
+    """The params of a run's networks that the size fit is made on (search and recheck)."""
+    return [*run.get("params", []), *run.get("recheck_params", [])]
+
+
+def _seeds_used(result: dict[str, Any], metric: str, label: str, other: str) -> str:
+    """``" (4 v 5 seeds)"`` where a test used fewer seeds than the runs (a metric missing)."""
+    used = [result["agents"].get(a, {}).get(metric, {}).get("n") for a in (label, other)]
+    runs = [len(result["runs"].get(a, [])) for a in (label, other)]
+    if None in used or used == runs:
+        return ""
+    return f" ({used[0]} v {used[1]} seeds)"
+
+
+def _alpha_text(result: dict[str, Any]) -> str:
+    alpha = next(iter(result["power"].values())).get("alpha", 0.05)
+    if alpha >= 0.05:
+        return "alpha 0.05"
+    tests = round(0.05 / alpha)
+    return (
+        f"alpha 0.05/{tests}: a gap is called past Holm over the {tests} tests against "
+        f"{REFERENCE}, whose strictest step this is"
+    )
+
+
+def _family_text(kind: str) -> str:
+    if kind in _VERSUS:  # the opponent is picked by the data: every pair it could have been
+        return "its family (one per pair that could have been picked and metric, shown or not)"
+    return "this table (one family)"
 
 
 def _sizing_table(result: dict[str, Any]) -> list[str]:
@@ -234,9 +291,9 @@ def _sizing_table(result: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "Sizing the study: one seed's sd (pooled within agents, points) and the seeds per "
-        "agent at which Welch's test finds a true gap with 80% power (two-sided, alpha 0.05; "
-        "a rough guide while the sd rests on few seeds), and never fewer than 4, below which "
-        "the permutation test's p cannot fall under 0.05:",
+        "agent at which Welch's test finds a true gap with 80% power (two-sided, "
+        f"{_alpha_text(result)}; a rough guide while the sd rests on few seeds), and never "
+        "fewer than 4, below which the permutation test's p cannot fall under 0.05:",
         "",
         f"| metric | seed sd (df) | {gaps} |",
         "|---" * (2 + len(POWER_GAPS_POINTS)) + "|",

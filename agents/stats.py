@@ -99,7 +99,7 @@ def permutation_p(
     at most `max_exact`; else `resamples` random ones (a fixed seed) give ``(k + 1) / (R + 1)``.
 
     Returns:
-        The p-value, or nan when either side has fewer than 2 values.
+        The p-value, or nan when either side has fewer than 2 values or a non-finite one.
 
     >>> round(permutation_p([5.0, 6.0, 7.0, 8.0, 9.0], [0.0, 1.0, 2.0, 3.0, 4.0]), 4)
     0.0079
@@ -108,6 +108,8 @@ def permutation_p(
     if x.size < 2 or y.size < 2:
         return math.nan
     pooled, n = np.concatenate([x, y]), x.size
+    if not np.isfinite(pooled).all():  # no split is "as far" as a nan: it would read as p 0
+        return math.nan
     observed = abs(x.mean() - y.mean())
     if math.comb(pooled.size, n) <= max_exact:
         picks = np.array(list(itertools.combinations(range(pooled.size), n)))

@@ -178,3 +178,119 @@ def test_a_study_is_never_sized_below_what_the_permutation_test_can_call():
     assert seeds_for_power(0.1, 2.0) < 4
     sizing = power(runs)
     assert all(n == 4 for row in sizing.values() for n in row["seeds_for_gap"].values())
+
+
+def _runs(means: dict[str, float], seeds: int = 5, seed: int = 0) -> dict[str, list[dict]]:
+    rng = np.random.default_rng(seed)
+    return {
+        agent: [
+            {
+                "seed": s,
+                **{m: mean + 0.004 * rng.standard_normal() for m in ("last_third_mean", "best")},
+            }
+            for s in range(seeds)
+        ]
+        for agent, mean in means.items()
+    }
+
+
+def test_the_best_other_family_holds_every_pair_that_could_have_been_picked():
+    # the best other agent is picked by the data: Holm over the pairs shown alone would let
+    # false differences through more often than 5%
+    from agents.compare_analysis import agent_rows
+
+    per_run = _runs({"random": 0.40, "A": 0.41, "B": 0.412, "C": 0.42})
+    rows, families = agent_rows(per_run)
+    pairs = [("A", "B"), ("A", "C"), ("B", "C")]
+    p = {
+        (m, a, b): welch([r[m] for r in per_run[a]], [r[m] for r in per_run[b]])["p"]
+        for m in ("last_third_mean", "best")
+        for a, b in pairs
+    }
+    assert families["vs_best_other"]["tests"] == len(p) == 6
+    expected = dict(zip(p, holm(list(p.values())), strict=True))
+    for metric in ("last_third_mean", "best"):
+        for label in ("A", "B"):
+            test = rows[label][metric]["vs_best_other"]
+            key = (metric, *sorted((label, test["other"])))
+            assert test["p_holm"] == pytest.approx(expected[key])
+
+
+def test_the_best_fixed_family_holds_every_learned_agent_with_every_fixed_arm():
+    from agents.compare_analysis import agent_rows
+
+    arms = {"random": 0.40, "A": 0.42, "fixed[policy=x]": 0.41, "fixed[policy=y]": 0.405}
+    rows, families = agent_rows(_runs(arms))
+    assert families["vs_best_fixed"]["tests"] == 2 * 2  # A with each fixed arm, two metrics
+    assert rows["A"]["last_third_mean"]["vs_best_fixed"]["other"] == "fixed[policy=x]"
+    assert families["vs_best_other"]["tests"] == 3 * 2  # every pair of the three non-random
+
+
+def test_a_nan_never_reads_as_a_permutation_p_of_zero_nor_crashes_the_sizing():
+    from agents.compare_analysis import agent_rows, power
+
+    assert math.isnan(permutation_p([1.0, math.nan, 2.0, 3.0], [0.0, 1.0, 2.0, 4.0]))
+    runs = _runs({"random": 0.40, "A": 0.41})
+    runs["random"][0]["last_third_mean"] = math.nan  # a run whose metric could not be had
+    rows, _ = agent_rows(runs)
+    assert rows["random"]["last_third_mean"]["n"] == 4  # left out, as a missing value is
+    assert np.isfinite(rows["A"]["last_third_mean"]["vs_random"]["p_permutation"])
+    assert "last_third_mean" in power(runs)
+
+
+def test_sizing_asks_for_the_power_past_holm_over_the_family():
+    from agents.compare_analysis import power
+
+    runs = _runs({"random": 0.40, "A": 0.41}, seeds=6)
+    alone, family = power(runs), power(runs, family_tests=4)
+    assert family["best"]["alpha"] == 0.05 / 4 and alone["best"]["alpha"] == 0.05
+    sd = 100 * family["best"]["seed_sd"]
+    for gap, n in family["best"]["seeds_for_gap"].items():
+        assert n == max(seeds_for_power(sd, float(gap), alpha=0.05 / 4), 4)
+        assert n >= alone["best"]["seeds_for_gap"][gap]
+
+
+def test_tables_name_the_seeds_a_test_used_and_how_far_the_size_fit_extrapolates():
+    from agents.compare_analysis import agent_rows, per_run_metrics, power
+    from agents.compare_table import format_tables
+
+    def run(name, seed, params):
+        children = [
+            {
+                "update": 0,
+                "net": f"{name}{seed}-{i}",
+                "accuracy": 0.4 + 0.01 * np.log(p) + 0.001 * seed,
+                "params": p,
+                "flops": 10 * p,
+                "train_seconds": 1.0,
+                "cache_hit": False,
+            }
+            for i, p in enumerate(params)
+        ]
+        return {"seed": seed, "children": children}
+
+    runs = {
+        "random": [run("r", s, [1000 + 100 * s, 2000, 3000, 4000]) for s in range(5)],
+        "A": [run("a", s, [5000, 6000, 7000, 8000 + s]) for s in range(5)],
+    }
+    # a test accuracy for every run's best network but A's seed 4
+    tests = {f"{n}{s}-3|None": 0.5 + 0.01 * s for n in "ra" for s in range(5) if (n, s) != ("a", 4)}
+    per_run = per_run_metrics(runs, tests)
+    rows, families = agent_rows(per_run)
+    result = {
+        "env_id": "X",
+        "nets": 4,
+        "batch": 4,
+        "seeds": list(range(5)),
+        "recheck": 0,
+        "start_accuracy": 0.3,
+        "test": "test",
+        "families": families,
+        "agents": rows,
+        "power": power(per_run, families["vs_random"]["tests"]),
+        "runs": per_run,
+    }
+    text = format_tables(result)
+    assert "| 100% |" in text  # A's late median is above all of random's networks
+    assert "alpha 0.05/" in text
+    assert "| A (4 v 5 seeds) | test acc of best-by-val |" in text
