@@ -8,7 +8,10 @@ exact permutation p beside it (:mod:`agents.stats`):
 * ``vs_random``: the agent minus random search (the test planned before a study);
 * ``size_adjusted``: the same on accuracy *residuals*: each network's accuracy minus what a
   least-squares fit of accuracy on log params and log FLOPs over random search's networks
-  predicts for its size. A search that only learns to pick bigger networks gains nothing here;
+  predicts for its size. A search that only learns to pick bigger networks gains nothing here.
+  Its SE, CI and p come from :func:`agents.stats.size_adjusted_welch` (the fit's own error
+  included, by a jackknife over runs; ``method: "jackknife"``), and its permutation p holds the
+  fit fixed, so it only screens;
 * ``vs_best_other``: the agent minus the best other agent on that metric. Not shown where the
   best other is random search (that is ``vs_random``);
 * ``vs_best_fixed``: where the comparison has ``fixed[...]`` arms (:mod:`agents.fixed`), each
@@ -33,12 +36,14 @@ import numpy as np
 
 from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, SIZE_ADJUSTED, is_fixed
 from agents.stats import (
+    SizedRun,
     holm,
     mean_se,
     permutation_min_seeds,
     permutation_p,
     pooled_sd,
     seeds_for_power,
+    size_adjusted_welch,
     size_fit,
     size_residuals,
     welch,
@@ -123,6 +128,7 @@ def _run_metrics(
         metrics["recheck_mean"] = float(np.mean([c["accuracy"] for c in rechecked]))
         metrics["recheck_accuracies"] = [c["accuracy"] for c in rechecked]
         metrics["recheck_params"] = [c["params"] for c in rechecked]
+        metrics["recheck_flops"] = [c["flops"] for c in rechecked]
     return metrics
 
 
@@ -159,6 +165,11 @@ def agent_rows(
             row[metric] = mean_se(values)
             if label != REFERENCE and base:
                 row[metric]["vs_random"] = _test(values, base)
+                if metric in SIZE_ADJUSTED.values():  # the size fit's own error in the SE
+                    adjusted = size_adjusted_welch(
+                        _sized_runs(runs, metric), _sized_runs(reference, metric)
+                    )
+                    row[metric]["vs_random"].update(adjusted, method="jackknife")
         rows[label] = row
     candidates: dict[str, dict[tuple[Any, ...], float]] = defaultdict(dict)
     for metric in METRICS:
@@ -179,6 +190,25 @@ def agent_rows(
                 versus = _test(_values(per_run[label], metric), _values(per_run[best], metric))
                 row[metric]["vs_best_fixed"] = {"other": best, **versus}
     return rows, _adjust(rows, candidates)
+
+
+def _sized_runs(runs: list[dict[str, Any]], metric: str) -> list[SizedRun]:
+    """Each run with `metric`: all its networks (a size fit's data) and those `metric` scores."""
+    sized: list[SizedRun] = []
+    for r in (r for r in runs if r.get(metric) is not None):
+        recheck = (r.get("recheck_accuracies", []), r.get("recheck_params", []))
+        recheck_flops = r.get("recheck_flops", [])
+        fitted = (
+            [*r["accuracies"], *recheck[0]],
+            [*r["params"], *recheck[1]],
+            [*r["flops"], *recheck_flops],
+        )
+        if metric == SIZE_ADJUSTED["recheck_mean"]:
+            scored = (recheck[0], recheck[1], recheck_flops)
+        else:
+            scored = (last_third(r["accuracies"]), last_third(r["params"]), last_third(r["flops"]))
+        sized.append((fitted, scored))
+    return sized
 
 
 def _candidate_pairs(labels: list[str]) -> list[tuple[str, str, str]]:

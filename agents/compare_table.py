@@ -177,9 +177,10 @@ def _tests_table(
     }[kind]
     head = "| agent | metric | " + (f"{_VERSUS[kind]} | " if kind in _VERSUS else "")
     explained = (
-        f"{title} (points). Welch's t-test (two-sided) with its 95% CI and p; Holm: that p "
+        f"{title} (points). {_t_test_text(kind)}; Holm: that p "
         f"adjusted over the {count} tests of {_family_text(kind)}; permutation: the "
-        f"permutation test's p, which assumes no normality{_floor(result)}:"
+        f"permutation test's p, which assumes no normality{_floor(result)}"
+        + (", the size fit held fixed, so it only screens:" if kind == "size_adjusted" else ":")
         if count
         else f"{title} (points): no test, which needs at least 2 seeds of each agent (n/a):"
     )
@@ -187,7 +188,8 @@ def _tests_table(
         "",
         explained,
         "",
-        head + "difference | 95% CI | Welch p | Holm p | permutation p |",
+        head + f"difference | 95% CI | {'t' if kind == 'size_adjusted' else 'Welch'} p | Holm p "
+        "| permutation p |",
         "|---" * (8 if kind in _VERSUS else 7) + "|",
         *rows,
     ]
@@ -226,10 +228,9 @@ def _size_tables(
         "Size-adjusted: each network's accuracy minus what a least-squares fit of accuracy on "
         f"log params and log FLOPs over {REFERENCE}'s {fitted} networks predicts for its size "
         "(points, mean ± SE over seeds). An agent that only learns to pick bigger networks "
-        f"scores about what {REFERENCE} does here. The fit's own error is not in the tests "
-        "below: it moves all of an agent's seeds together, so the tests understate the "
-        f"uncertainty where an agent's networks lie beyond most of {REFERENCE}'s (the fit "
-        "extrapolates there).",
+        f"scores about what {REFERENCE} does here. Where an agent's networks lie beyond most "
+        f"of {REFERENCE}'s, the fit extrapolates: its straight line in log size is then an "
+        "assumption, not a measurement.",
         "",
         "| agent | " + " | ".join(columns + [_HEADINGS[m] for m in adjusted]) + " |",
         "|---" * (1 + len(columns) + len(adjusted)) + "|",
@@ -276,6 +277,15 @@ def _alpha_text(result: dict[str, Any]) -> str:
         f"alpha 0.05/{tests}: a gap is called past Holm over the {tests} tests against "
         f"{REFERENCE}, whose strictest step this is"
     )
+
+
+def _t_test_text(kind: str) -> str:
+    if kind == "size_adjusted":  # the fit's error moves all of an agent's seeds together
+        return (
+            "A t-test (two-sided) with its 95% CI and p whose SE includes the size fit's own "
+            f"error: a jackknife over runs, the fit redone without each of {REFERENCE}'s runs"
+        )
+    return "Welch's t-test (two-sided) with its 95% CI and p"
 
 
 def _family_text(kind: str) -> str:

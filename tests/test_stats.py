@@ -294,3 +294,65 @@ def test_tables_name_the_seeds_a_test_used_and_how_far_the_size_fit_extrapolates
     assert "| 100% |" in text  # A's late median is above all of random's networks
     assert "alpha 0.05/" in text
     assert "| A (4 v 5 seeds) | test acc of best-by-val |" in text
+
+
+def test_a_size_adjusted_gap_counts_the_fits_own_error_where_it_extrapolates():
+    # no true effect: accuracy is the same function of size for both; the agent's networks are
+    # 3-10x the largest of random search's, where the fit's error moves all its seeds alike
+    from agents.stats import size_adjusted_welch, size_fit, size_residuals
+
+    rng = np.random.default_rng(0)
+
+    def run(low, high):
+        params = np.exp(rng.uniform(np.log(low), np.log(high), 30))
+        flops = params * np.exp(rng.uniform(3, 5, 30))
+        acc = 0.10 + 0.03 * np.log(params) + 0.01 * np.log(flops / params)
+        networks = (acc + 0.01 * rng.standard_normal(30), params, flops)
+        return networks, tuple(x[-10:] for x in networks)  # fitted on all, scored late
+
+    fixed_fit = jackknife = 0
+    trials = 200
+    for _ in range(trials):
+        agent, reference = [run(1e5, 3e5) for _ in range(5)], [run(5e3, 3e4) for _ in range(5)]
+        fitted = (np.concatenate(part) for part in zip(*(r[0] for r in reference), strict=True))
+        coef = size_fit(*fitted)
+        values = [[size_residuals(coef, *r[1]).mean() for r in side] for side in (agent, reference)]
+        fixed_fit += welch(*values)["p"] < 0.05
+        test = size_adjusted_welch(agent, reference)
+        assert test["diff"] == pytest.approx(np.mean(values[0]) - np.mean(values[1]))
+        jackknife += test["p"] < 0.05
+    assert fixed_fit / trials > 0.2  # the fit held fixed: far too many false differences
+    assert jackknife / trials < 0.09  # its error counted: about the 5% asked for
+
+
+def test_size_adjusted_tests_in_a_comparison_are_the_jackknifes():
+    from agents.compare_analysis import agent_rows, per_run_metrics
+
+    rng = np.random.default_rng(1)
+
+    def run(seed, low, high):
+        params = np.exp(rng.uniform(np.log(low), np.log(high), 12))
+        children = [
+            {
+                "update": 0,
+                "net": f"n{seed}-{i}",
+                "params": p,
+                "flops": 30 * p,
+                "accuracy": 0.1 + 0.03 * np.log(p) + 0.01 * rng.standard_normal(),
+                "train_seconds": 1.0,
+                "cache_hit": False,
+            }
+            for i, p in enumerate(params)
+        ]
+        return {"seed": seed, "children": children[:9], "recheck": children[9:]}
+
+    runs = {
+        "random": [run(s, 5e3, 3e4) for s in range(4)],
+        "A": [run(s, 5e4, 1e5) for s in range(4)],
+    }
+    rows, _ = agent_rows(per_run_metrics(runs, {}))
+    for metric in ("last_third_size_adjusted", "recheck_size_adjusted"):
+        test = rows["A"][metric]["vs_random"]
+        assert test["method"] == "jackknife" and 0 < test["p"] < 1
+        gap = rows["A"][metric]["mean"] - rows["random"][metric]["mean"]
+        assert test["diff"] == pytest.approx(gap)
