@@ -175,9 +175,8 @@ _SB3_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "gamma": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "gae_lambda": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "n_epochs": (lambda v: v >= 1, "an integer >= 1"),
-    "learning_rate": (lambda v: v > 0, "a number > 0"),
+    "learning_rate": (lambda v: v >= 0, "a number >= 0"),  # 0: an untrained control
     "clip_range": (lambda v: v > 0, "a number > 0"),
-    "ent_coef": (lambda v: v >= 0, "a number >= 0"),
     "vf_coef": (lambda v: v >= 0, "a number >= 0"),
     "max_grad_norm": (lambda v: v > 0, "a number > 0"),
 }

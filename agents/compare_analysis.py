@@ -36,6 +36,7 @@ import numpy as np
 
 from agents.compare_table import METRICS, POWER_GAPS_POINTS, REFERENCE, SIZE_ADJUSTED, is_fixed
 from agents.stats import (
+    SizedNetworks,
     SizedRun,
     holm,
     mean_se,
@@ -166,9 +167,8 @@ def agent_rows(
             if label != REFERENCE and base:
                 row[metric]["vs_random"] = _test(values, base)
                 if metric in SIZE_ADJUSTED.values():  # the size fit's own error in the SE
-                    adjusted = size_adjusted_welch(
-                        _sized_runs(runs, metric), _sized_runs(reference, metric)
-                    )
+                    scored = [run for run in _sized_runs(runs, metric) if run[1] is not None]
+                    adjusted = size_adjusted_welch(scored, _sized_runs(reference, metric))
                     row[metric]["vs_random"].update(adjusted, method="jackknife")
         rows[label] = row
     candidates: dict[str, dict[tuple[Any, ...], float]] = defaultdict(dict)
@@ -193,9 +193,9 @@ def agent_rows(
 
 
 def _sized_runs(runs: list[dict[str, Any]], metric: str) -> list[SizedRun]:
-    """Each run with `metric`: all its networks (a size fit's data) and those `metric` scores."""
+    """Each run's networks (a size fit's data) and those `metric` scores (None: it has none)."""
     sized: list[SizedRun] = []
-    for r in (r for r in runs if r.get(metric) is not None):
+    for r in runs:
         recheck = (r.get("recheck_accuracies", []), r.get("recheck_params", []))
         recheck_flops = r.get("recheck_flops", [])
         fitted = (
@@ -203,7 +203,10 @@ def _sized_runs(runs: list[dict[str, Any]], metric: str) -> list[SizedRun]:
             [*r["params"], *recheck[1]],
             [*r["flops"], *recheck_flops],
         )
-        if metric == SIZE_ADJUSTED["recheck_mean"]:
+        scored: SizedNetworks | None = None
+        if r.get(metric) is None:
+            pass  # in the fit (a reference run's networks all are), not scored
+        elif metric == SIZE_ADJUSTED["recheck_mean"]:
             scored = (recheck[0], recheck[1], recheck_flops)
         else:
             scored = (last_third(r["accuracies"]), last_third(r["params"]), last_third(r["flops"]))

@@ -182,7 +182,13 @@ def _tests_table(
         f"permutation test's p, which assumes no normality{_floor(result)}"
         + (", the size fit held fixed, so it only screens:" if kind == "size_adjusted" else ":")
         if count
-        else f"{title} (points): no test, which needs at least 2 seeds of each agent (n/a):"
+        else f"{title} (points): no test (n/a): it needs at least 2 seeds of each agent"
+        + (
+            f", and a size fit on {REFERENCE}'s networks that can be redone without each of its "
+            "runs:"
+            if kind == "size_adjusted"
+            else ":"
+        )
     )
     return [
         "",

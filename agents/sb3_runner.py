@@ -21,7 +21,7 @@ Each rollout also writes a line to ``metrics.jsonl`` (:mod:`agents.metrics_log`)
 ``train/...`` values of the update that followed it, and the rollout's networks' accuracies,
 size and times, as a protocol agent's search writes them. With ``--tensorboard`` these lines
 go to ``OUT/tensorboard`` as a protocol agent's do (step: networks so far), and SB3's own logger
-writes its event files beside them (``OUT/tensorboard/PPO_1``, step: timesteps).
+writes its event files beside them (``OUT/tensorboard/PPO_0``, step: timesteps).
 """
 
 from __future__ import annotations
@@ -242,7 +242,9 @@ def run_sb3(
         _set_generator_states(saved["generators"])
     done = 0 if saved is None else int(saved.get("update", 0))
     last = None if saved is None else saved.get("log")
-    log = MetricsLog(out, done, last, tensorboard=bool(getattr(args, "tensorboard", False)))
+    unfinished = len(children) < total  # a finished search writes no (empty) event file
+    tensorboard = unfinished and bool(getattr(args, "tensorboard", False))
+    log = MetricsLog(out, done, last, tensorboard=tensorboard)
     if len(children) < total:
         bar = tqdm(
             total=total,

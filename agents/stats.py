@@ -188,8 +188,9 @@ def size_residuals(
 SizedNetworks = tuple[Sequence[float], Sequence[float], Sequence[float]]
 """Networks as (accuracies, params, FLOPs)."""
 
-SizedRun = tuple[SizedNetworks, SizedNetworks]
-"""One run's networks: those a size fit is made on (all it sampled) and those it is scored on."""
+SizedRun = tuple[SizedNetworks, SizedNetworks | None]
+"""One run's networks: those a size fit is made on (all it sampled) and those it is scored on
+(None: a reference run that only takes part in the fit, e.g. one without a recheck)."""
 
 
 def size_adjusted_welch(
@@ -207,8 +208,9 @@ def size_adjusted_welch(
     two parts; that simulation gives 4-7%, and equal sizes about Welch's test.
 
     Returns:
-        As :func:`welch`; all but ``diff`` nan with fewer than 2 runs a side, and everything nan
-        when a run's sizes cannot be fitted.
+        As :func:`welch`; all but ``diff`` nan with fewer than 2 scored runs a side or a fit
+        that cannot be redone without some reference run (too few networks), and everything
+        nan when the sizes of all the reference runs cannot be fitted.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"Expected `confidence` in (0, 1), actually: {confidence}")
@@ -219,16 +221,22 @@ def size_adjusted_welch(
         acc, params, flops = (np.concatenate(part).tolist() for part in zip(*fitted, strict=True))
         coef = size_fit(acc, params, flops)
         values = [
-            [size_residuals(coef, *run[1]).mean() for run in side]
+            [size_residuals(coef, *run[1]).mean() for run in side if run[1] is not None]
             for side in (runs, reference_runs)
         ]
         return float(np.mean(values[0]) - np.mean(values[1]))
 
     a, r = list(agent), list(reference)
+    scored = [sum(run[1] is not None for run in side) for side in (a, r)]
+    if min(scored) == 0:
+        return {"diff": math.nan, **nan}
     try:
         diff = difference(a, r)
-        if len(a) < 2 or len(r) < 2:
-            return {"diff": diff, **nan}
+    except ValueError:  # a run without sizes, or too few networks to fit
+        return {"diff": math.nan, **nan}
+    if min(scored) < 2 or len(a) < 2 or len(r) < 2:
+        return {"diff": diff, **nan}
+    try:
         parts = []
         for left_out in (
             np.array([difference(a[:i] + a[i + 1 :], r) for i in range(len(a))]),
@@ -236,8 +244,8 @@ def size_adjusted_welch(
         ):
             n = left_out.size
             parts.append((n - 1) / n * float(((left_out - left_out.mean()) ** 2).sum()))
-    except ValueError:  # a run without sizes, or too few networks to fit
-        return {"diff": math.nan, **nan}
+    except ValueError:  # the fit cannot be redone without some reference run
+        return {"diff": diff, **nan}
     if not all(math.isfinite(v) for v in (diff, *parts)) or sum(parts) == 0:
         return {"diff": diff, **nan}
     se = math.sqrt(sum(parts))

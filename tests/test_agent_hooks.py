@@ -197,3 +197,5 @@ def test_sb3_tensorboard_goes_to_its_own_logger(tmp_path):
     events.Reload()
     assert {"search/best_acc", "charts/batch_mean_acc"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("search/best_acc")] == [2, 4]  # networks so far
+    run_search(args)  # read back, finished: no new (empty) event file
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1

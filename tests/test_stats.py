@@ -356,3 +356,63 @@ def test_size_adjusted_tests_in_a_comparison_are_the_jackknifes():
         assert test["method"] == "jackknife" and 0 < test["p"] < 1
         gap = rows["A"][metric]["mean"] - rows["random"][metric]["mean"]
         assert test["diff"] == pytest.approx(gap)
+
+
+def _sized_run(rng, seed, networks, recheck=0):
+    params = np.exp(rng.uniform(np.log(5e3), np.log(3e4), networks + recheck))
+    children = [
+        {
+            "update": 0,
+            "net": f"n{seed}-{i}",
+            "params": p,
+            "flops": 30 * p,
+            "accuracy": 0.1 + 0.03 * np.log(p) + 0.01 * rng.standard_normal(),
+            "train_seconds": 1.0,
+            "cache_hit": False,
+        }
+        for i, p in enumerate(params)
+    ]
+    return {"seed": seed, "children": children[:networks], "recheck": children[networks:]}
+
+
+def test_a_size_fit_that_cannot_be_redone_keeps_the_gap_and_says_why_there_is_no_test():
+    from agents.compare_analysis import agent_rows, per_run_metrics, power
+    from agents.compare_table import format_tables
+
+    rng = np.random.default_rng(2)
+    runs = {a: [_sized_run(rng, s, 2) for s in range(2)] for a in ("random", "A")}  # 4 networks
+    per_run = per_run_metrics(runs, {})
+    rows, families = agent_rows(per_run)
+    test = rows["A"]["last_third_size_adjusted"]["vs_random"]
+    gap = (
+        rows["A"]["last_third_size_adjusted"]["mean"]
+        - rows["random"]["last_third_size_adjusted"]["mean"]
+    )
+    assert test["diff"] == pytest.approx(gap) and math.isnan(test["p"])  # 2 networks: no refit
+    result = {
+        "env_id": "X",
+        "nets": 2,
+        "batch": 2,
+        "seeds": [0, 1],
+        "recheck": 0,
+        "start_accuracy": 0.3,
+        "test": "test",
+        "families": families,
+        "agents": rows,
+        "power": power(per_run),
+        "runs": per_run,
+    }
+    assert "redone without each of its runs" in format_tables(result)
+
+
+def test_a_random_run_without_a_recheck_still_takes_part_in_the_size_fit():
+    from agents.compare_analysis import agent_rows, per_run_metrics
+
+    rng = np.random.default_rng(3)
+    runs = {a: [_sized_run(rng, s, 9, recheck=3) for s in range(4)] for a in ("random", "A")}
+    runs["random"][0]["recheck"] = []  # its search networks are still random search's
+    rows, _ = agent_rows(per_run_metrics(runs, {}))
+    metric = "recheck_size_adjusted"
+    gap = rows["A"][metric]["mean"] - rows["random"][metric]["mean"]
+    assert rows["random"][metric]["n"] == 3
+    assert rows["A"][metric]["vs_random"]["diff"] == pytest.approx(gap)
