@@ -506,7 +506,7 @@ def test_on_the_surrogate_compare_prints_a_line_per_run_and_no_test_column(tmp_p
 def test_one_seed_says_there_is_no_test(tmp_path):
     _on_surrogate(tmp_path, ["random", "reinforce"], seeds=1, nets=4, batch=2)
     table = (tmp_path / "compare.md").read_text()
-    assert "no test, which needs at least 2 seeds of each agent" in table
+    assert "no test (n/a): it needs at least 2 seeds of each agent" in table
     assert "over the 0 tests" not in table
 
 
