@@ -325,41 +325,9 @@ def test_a_size_adjusted_gap_counts_the_fits_own_error_where_it_extrapolates():
     assert jackknife / trials < 0.09  # its error counted: about the 5% asked for
 
 
-def test_size_adjusted_tests_in_a_comparison_are_the_jackknifes():
-    from agents.compare_analysis import agent_rows, per_run_metrics
-
-    rng = np.random.default_rng(1)
-
-    def run(seed, low, high):
-        params = np.exp(rng.uniform(np.log(low), np.log(high), 12))
-        children = [
-            {
-                "update": 0,
-                "net": f"n{seed}-{i}",
-                "params": p,
-                "flops": 30 * p,
-                "accuracy": 0.1 + 0.03 * np.log(p) + 0.01 * rng.standard_normal(),
-                "train_seconds": 1.0,
-                "cache_hit": False,
-            }
-            for i, p in enumerate(params)
-        ]
-        return {"seed": seed, "children": children[:9], "recheck": children[9:]}
-
-    runs = {
-        "random": [run(s, 5e3, 3e4) for s in range(4)],
-        "A": [run(s, 5e4, 1e5) for s in range(4)],
-    }
-    rows, _ = agent_rows(per_run_metrics(runs, {}))
-    for metric in ("last_third_size_adjusted", "recheck_size_adjusted"):
-        test = rows["A"][metric]["vs_random"]
-        assert test["method"] == "jackknife" and 0 < test["p"] < 1
-        gap = rows["A"][metric]["mean"] - rows["random"][metric]["mean"]
-        assert test["diff"] == pytest.approx(gap)
-
-
-def _sized_run(rng, seed, networks, recheck=0):
-    params = np.exp(rng.uniform(np.log(5e3), np.log(3e4), networks + recheck))
+def _sized_run(rng, seed, networks, recheck=0, sizes=(5e3, 3e4)):
+    """One run's records: accuracy a function of size plus noise, params drawn log-uniform."""
+    params = np.exp(rng.uniform(*np.log(sizes), networks + recheck))
     children = [
         {
             "update": 0,
@@ -373,6 +341,23 @@ def _sized_run(rng, seed, networks, recheck=0):
         for i, p in enumerate(params)
     ]
     return {"seed": seed, "children": children[:networks], "recheck": children[networks:]}
+
+
+def test_size_adjusted_tests_in_a_comparison_are_the_jackknifes():
+    from agents.compare_analysis import agent_rows, per_run_metrics
+
+    rng = np.random.default_rng(1)
+
+    runs = {
+        "random": [_sized_run(rng, s, 9, recheck=3) for s in range(4)],
+        "A": [_sized_run(rng, s, 9, recheck=3, sizes=(5e4, 1e5)) for s in range(4)],
+    }
+    rows, _ = agent_rows(per_run_metrics(runs, {}))
+    for metric in ("last_third_size_adjusted", "recheck_size_adjusted"):
+        test = rows["A"][metric]["vs_random"]
+        assert test["method"] == "jackknife" and 0 < test["p"] < 1
+        gap = rows["A"][metric]["mean"] - rows["random"][metric]["mean"]
+        assert test["diff"] == pytest.approx(gap)
 
 
 def test_a_size_fit_that_cannot_be_redone_keeps_the_gap_and_says_why_there_is_no_test():
