@@ -249,11 +249,14 @@ def _keep_device_key(out: Path, saved: Mapping[str, Any], record: dict[str, Any]
     """A search's folder keeps the device key its first children were stored under.
 
     Reading a finished run back on another kind of machine must not relabel it. (A search
-    resumed there stores its new children under this machine's key: one run, two keys.)
+    resumed there stores its new children under this machine's key: one run, two keys.) A
+    search that predates the record stays without one: the reader's key would be a guess.
     """
-    before = saved.get("device_key")
-    if before is None or not _holds_a_search(out):
+    if not _holds_a_search(out):
         return record
+    before = saved.get("device_key")
+    if before is None:
+        return {k: v for k, v in record.items() if k != "device_key"}
     return {**record, "device_key": before}
 
 

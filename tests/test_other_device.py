@@ -112,3 +112,17 @@ def test_envs_of_different_device_keys_leave_the_record_with_a_warning(tmp_path)
     (tmp_path / "children.jsonl").write_text('{"net": "C8-3 GAP FC10"}\n')  # a search: kept
     record_device_key(tmp_path, ["cpu"])
     assert json.loads((tmp_path / "config.json").read_text())["device_key"] == "cuda-fp32"
+
+
+def test_a_run_from_before_the_device_record_is_read_back_without_one(tmp_path, monkeypatch):
+    """Reading such a run on a GPU machine must not label its CPU-trained children as a GPU's."""
+    out = tmp_path / "run"
+    args = SearchArgs(env_id="EAS-Synthetic-v0", agent="random", nets=4, batch=2, out=str(out))
+    args.env_kwargs, args.progress = SYNTHETIC, False
+    run_search(args)
+    config = json.loads((out / "config.json").read_text())
+    del config["device_key"]  # as the studies committed before 2026-12-05 hold it
+    (out / "config.json").write_text(json.dumps(config))
+    _on_a_gpu_machine(monkeypatch)
+    run_search(args)  # read back: nothing trained
+    assert "device_key" not in json.loads((out / "config.json").read_text())
