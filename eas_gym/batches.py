@@ -65,11 +65,12 @@ def iterate_batches(
     n = len(split)
     device = split.device
     # All random numbers are drawn on the CPU for the whole pass, then moved once.
-    order = torch.randperm(n, generator=generator).to(device) if shuffle else None
+    order = torch.randperm(n, generator=generator, device="cpu").to(device) if shuffle else None
     if augment:
         # Offsets in [0, 2p] into the padded image and one flip bit per image: (N,) each.
-        draws = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
-        flip = torch.randint(0, 2, (n,), generator=generator, dtype=torch.bool).to(device)
+        draws = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device="cpu")
+        flip = torch.randint(0, 2, (n,), generator=generator, dtype=torch.bool, device="cpu")
+        flip = flip.to(device)
         dy, dx = draws.to(device)
     scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, -1, 1, 1)
     shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], device=device)

@@ -181,7 +181,7 @@ def _balanced_split(
     size of None takes everything left.
     """
     per_class = [
-        idx[torch.randperm(len(idx), generator=generator)]
+        idx[torch.randperm(len(idx), generator=generator, device="cpu")]
         for idx in (torch.nonzero(labels == k).flatten() for k in range(num_classes))
     ]
     taken = [0] * num_classes
@@ -207,7 +207,7 @@ def _channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     """Per-channel mean and std of uint8 images, in [0, 1] units (float64 sums, in chunks)."""
     if len(images) == 0:
         raise ValueError("cannot compute normalisation statistics of an empty training split")
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    total = torch.zeros(images.shape[1], dtype=torch.float64, device=images.device)
     total_sq = torch.zeros_like(total)
     for chunk in images.split(4096):
         x = chunk.to(torch.float64)

@@ -324,12 +324,14 @@ def build_module(
     initialises it on the CPU, and it is then moved to `device`.
     """
     if state is None:
+        # on the CPU whatever the caller's default device (torch.set_default_device)
         if generator is None:
-            net = module_class(arch)  # documented: the global RNG initialises it
+            with torch.device("cpu"):
+                net = module_class(arch)  # documented: the global RNG initialises it
         else:
             # torch's layer constructors draw from the global RNG even though `generator`
             # decides the weights; keep the caller's global RNG stream untouched.
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), torch.device("cpu"):
                 net = module_class(arch, generator=generator)
         return net.to(device) if device is not None else net
     if device is None:
@@ -395,10 +397,10 @@ def replication_map(
     [0, 1, 0, 1, 0]
     """
     if generator is None:
-        extra = torch.arange(new - old) % old
+        extra = torch.arange(new - old, device="cpu") % old
     else:
-        extra = torch.randint(old, (new - old,), generator=generator)
-    return torch.cat([torch.arange(old), extra]).to(device)
+        extra = torch.randint(old, (new - old,), generator=generator, device="cpu")
+    return torch.cat([torch.arange(old, device="cpu"), extra]).to(device)
 
 
 def copy_counts(g: Tensor, old: int, dtype: torch.dtype) -> Tensor:
@@ -471,14 +473,20 @@ def relative_noise(
     The draws come from the CPU `generator` (the same numbers on any device), then move to
     `weight`'s device before meeting `std_of`, which may live there.
     """
-    noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
+    noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32, device="cpu")
     noise = noise.to(weight.device)
     return (noise * scale * std_of.float().std()).to(dtype=weight.dtype)
 
 
 def check_noise(noise: float, generator: torch.Generator | None) -> None:
-    """Raise ValueError for negative `noise`, or positive `noise` without a `generator`."""
+    """Raise ValueError for bad `noise` or `generator` arguments.
+
+    Refused: negative `noise`, positive `noise` without a `generator`, and a `generator` off
+    the CPU (the draws are made on the CPU, the same numbers on every device).
+    """
     if not noise >= 0:
         raise ValueError(f"Expected `noise` >= 0, got {noise}")
     if noise > 0 and generator is None:
         raise ValueError("`noise` > 0 needs an explicit `generator` (no hidden default seed)")
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError(f"Expected a CPU `generator`, got one on {generator.device}")

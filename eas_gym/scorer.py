@@ -151,7 +151,7 @@ class ChildScorer:
         if self.config.evaluator == "surrogate":
             side = self.data_kwargs.get("image_size") or 32
             g = torch.Generator().manual_seed(0)
-            self._probe = torch.rand(size, 3, side, side, generator=g).to(self.device)
+            self._probe = torch.rand(size, 3, side, side, generator=g, device="cpu").to(self.device)
             return
         self.data = load_prepared(device=self.device, **self.data_kwargs)
         if self.data.num_classes != self.start_arch.num_classes:

@@ -47,31 +47,37 @@ def make_synthetic(
     """
     if num_classes < 2:
         raise ValueError(f"Expected `num_classes` >= 2, got {num_classes}")
-    gen = torch.Generator().manual_seed(seed)
-    # Classes 2j and 2j+1 share a colour, so telling them apart needs the stripes.
-    colours = 0.25 + 0.5 * torch.rand(num_classes, 3, generator=gen)
-    colours = colours[torch.arange(num_classes) // 2]  # (K, 3)
-    stripe_rgb = torch.rand(num_classes, 3, generator=gen) - 0.5  # (K, 3)
-    stripe_rgb = stripe_rgb / stripe_rgb.norm(dim=1, keepdim=True)
-    angles = math.pi * (torch.arange(num_classes) + 0.5) / num_classes
-    freqs = 1.5 + torch.arange(num_classes) % 3  # cycles per image
-    coords = torch.linspace(0, 1, image_size)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (S, S)
+    # on the CPU whatever the caller's default device (torch.set_default_device)
+    with torch.device("cpu"):
+        gen = torch.Generator().manual_seed(seed)
+        # Classes 2j and 2j+1 share a colour, so telling them apart needs the stripes.
+        colours = 0.25 + 0.5 * torch.rand(num_classes, 3, generator=gen)
+        colours = colours[torch.arange(num_classes) // 2]  # (K, 3)
+        stripe_rgb = torch.rand(num_classes, 3, generator=gen) - 0.5  # (K, 3)
+        stripe_rgb = stripe_rgb / stripe_rgb.norm(dim=1, keepdim=True)
+        angles = math.pi * (torch.arange(num_classes) + 0.5) / num_classes
+        freqs = 1.5 + torch.arange(num_classes) % 3  # cycles per image
+        coords = torch.linspace(0, 1, image_size)
+        yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (S, S)
 
-    def generate(n: int, gen: torch.Generator) -> Split:
-        labels = torch.arange(n) % num_classes
-        phase = 2 * math.pi * torch.rand(n, 1, 1, generator=gen)
-        along = xx * angles[labels].cos()[:, None, None] + yy * angles[labels].sin()[:, None, None]
-        wave = torch.sin(2 * math.pi * freqs[labels][:, None, None] * along + phase)  # (n, S, S)
-        amplitude = 0.1 + 0.2 * torch.rand(n, 1, 1, 1, generator=gen)
-        jitter = 0.1 * torch.randn(n, 3, 1, 1, generator=gen)  # per-image colour cast
-        x = colours[labels][:, :, None, None] + jitter
-        x = x + amplitude * stripe_rgb[labels][:, :, None, None] * wave[:, None]
-        x = x + noise * torch.randn(n, 3, image_size, image_size, generator=gen)
-        images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-        return Split(images, labels.to(torch.int64))
+        def generate(n: int, gen: torch.Generator) -> Split:
+            labels = torch.arange(n) % num_classes
+            phase = 2 * math.pi * torch.rand(n, 1, 1, generator=gen)
+            along = (
+                xx * angles[labels].cos()[:, None, None] + yy * angles[labels].sin()[:, None, None]
+            )
+            wave = torch.sin(
+                2 * math.pi * freqs[labels][:, None, None] * along + phase
+            )  # (n, S, S)
+            amplitude = 0.1 + 0.2 * torch.rand(n, 1, 1, 1, generator=gen)
+            jitter = 0.1 * torch.randn(n, 3, 1, 1, generator=gen)  # per-image colour cast
+            x = colours[labels][:, :, None, None] + jitter
+            x = x + amplitude * stripe_rgb[labels][:, :, None, None] * wave[:, None]
+            x = x + noise * torch.randn(n, 3, image_size, image_size, generator=gen)
+            images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+            return Split(images, labels.to(torch.int64))
 
-    # Separate streams: the test set does not depend on `num_train`.
-    train_gen = torch.Generator().manual_seed(seed + 1)
-    test_gen = torch.Generator().manual_seed(seed + 2)
-    return generate(num_train, train_gen), generate(num_test, test_gen)
+        # Separate streams: the test set does not depend on `num_train`.
+        train_gen = torch.Generator().manual_seed(seed + 1)
+        test_gen = torch.Generator().manual_seed(seed + 2)
+        return generate(num_train, train_gen), generate(num_test, test_gen)

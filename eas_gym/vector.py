@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable
 from typing import Any
@@ -51,7 +52,7 @@ def make_vector_env(
     num_envs: int = 10,
     *,
     asynchronous: bool = True,
-    context: str = "spawn",
+    context: str | None = "spawn",
     threads: int | None = None,
     workers: int | None = None,
     **kwargs: Any,
@@ -62,8 +63,9 @@ def make_vector_env(
         env_id: A registered id, e.g. ``"EAS-CIFAR10-v0"``.
         num_envs: Copies (the paper: 10 networks per controller update).
         asynchronous: One process per copy; False runs them in turn in this process.
-        context: The multiprocessing start method of the worker processes ("fork" is
-            refused with CUDA devices).
+        context: The multiprocessing start method of the worker processes; None, the
+            platform's default ("fork", or None where that means fork, is refused with CUDA
+            devices).
         threads: Torch threads in each worker process; None: :func:`worker_threads` (cores
             shared out, at least 1). Ignored when `asynchronous` is False (this process keeps
             its own setting).
@@ -82,10 +84,12 @@ def make_vector_env(
     registered = gym.spec(env_id).kwargs.get("device", "auto")
     devices = worker_devices(num_envs, kwargs.pop("device", registered))
     uses_cuda = any(resolve_device(d).type == "cuda" for d in devices)
-    if asynchronous and context == "fork" and uses_cuda:
+    # None is the platform's default method: fork on Linux before Python 3.14
+    method = multiprocessing.get_context(context).get_start_method() if asynchronous else None
+    if method == "fork" and uses_cuda:
         raise ValueError(
-            "Expected `context` 'spawn' or 'forkserver' with CUDA devices, actually: 'fork' "
-            "(a forked process cannot use CUDA)"
+            "Expected `context` 'spawn' or 'forkserver' with CUDA devices, actually: "
+            f"{context!r}, which starts workers by 'fork' (a forked process cannot use CUDA)"
         )
 
     pooled = asynchronous and workers is not None and workers < num_envs

@@ -8,7 +8,9 @@ patched to a constant where the code reads a scalar back.
 """
 
 import dataclasses
+import multiprocessing
 import os
+from types import SimpleNamespace
 
 import gymnasium as gym
 import pytest
@@ -17,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
 import eas_gym.vector as vector_module
 from eas_gym.arch import SMALL_SPACE, SMALL_START
+from eas_gym.batches import iterate_batches
 from eas_gym.data import load_dataset
 from eas_gym.densenet import DENSE_SMALL_SPACE, DENSE_SMALL_START, build_dense_net
 from eas_gym.densenet.morph import dense_deeper, dense_wider
@@ -97,6 +100,44 @@ def test_transforms_on_the_meta_device(family, noise):
         out = build_dense_net(arch, new)(torch.zeros(2, 3, 16, 16, device="meta"))
     assert {v.device.type for v in new.values()} == {"meta"}
     assert out.device.type == "meta"
+
+
+def _draws_made_here(state, probe, dense_state):
+    """What this library draws from CPU generators: transforms, a fresh net, data, batches."""
+    plain = _plain_chain(state, probe, WIDER_NOISE)
+    fresh = build_dense_net(DENSE_SMALL_START, generator=torch.Generator().manual_seed(0))
+    dense = _dense_chain(dense_state, WIDER_NOISE)
+    data = load_dataset("synthetic", train_size=20, val_size=10, image_size=8)
+    batches = iterate_batches(
+        data.train,
+        8,
+        mean=data.mean,
+        std=data.std,
+        shuffle=True,
+        augment=True,
+        generator=torch.Generator().manual_seed(3),
+    )
+    tensors = [*plain[1].values(), *fresh.state_dict().values(), *dense[1].values()]
+    return [*tensors, data.train.images, *next(batches)]
+
+
+def test_a_callers_default_device_moves_no_draw():
+    """Under ``torch.set_default_device("cuda")`` a CPU generator's draws must stay on the CPU
+    (torch raises there); the meta device stands in, and would make every number a fake."""
+    state, probe = _plain_state()
+    dense = build_dense_net(DENSE_SMALL_START, generator=torch.Generator().manual_seed(0))
+    expected = _draws_made_here(state, probe, dense.state_dict())
+    with torch.device("meta"):
+        got = _draws_made_here(state, probe, dense.state_dict())
+    assert [t.device.type for t in got] == ["cpu"] * len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_a_generator_off_the_cpu_is_refused_by_name():
+    state, _ = _plain_state()
+    on_a_gpu = SimpleNamespace(device=torch.device("cuda", 0))  # a CUDA generator's face
+    with pytest.raises(ValueError, match="CPU `generator`, got one on cuda:0"):
+        widen_layers(SMALL_START, state, {0: 8}, space=SMALL_SPACE, generator=on_a_gpu)
 
 
 def test_a_built_module_copies_its_state_and_never_aliases_it():
@@ -410,9 +451,14 @@ def test_a_shared_gpu_gets_an_indexed_memory_share(monkeypatch):
     ]
 
 
-def test_fork_is_refused_with_cuda():
+def test_fork_is_refused_with_cuda(monkeypatch):
     with pytest.raises(ValueError, match="'fork'"):
         vector_module.make_vector_env("EAS-Surrogate-v0", 2, context="fork", device="cuda")
+    # None is the platform's default: fork on Linux (before Python 3.14), refused as "fork" is
+    real = multiprocessing.get_context
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method=None: real(method or "fork"))
+    with pytest.raises(ValueError, match="None, which starts workers by 'fork'"):
+        vector_module.make_vector_env("EAS-Surrogate-v0", 2, context=None, device="cuda")
 
 
 def test_ray_gpu_shares_tile_whole_gpus():

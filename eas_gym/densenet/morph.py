@@ -137,9 +137,9 @@ def dense_wider(
     offset = arch.unit_in_channels(block, unit)
     src = torch.cat(
         [
-            torch.arange(offset),
+            torch.arange(offset, device="cpu"),
             offset + g,
-            torch.arange(offset + old, arch.block_out_channels(block)),
+            torch.arange(offset + old, arch.block_out_channels(block), device="cpu"),
         ]
     )
     counterparts = list(range(len(growths)))
@@ -286,9 +286,9 @@ def dense_deeper(
     offset = arch.unit_in_channels(block, source)
     src = torch.cat(
         [
-            torch.arange(insert_at),
-            torch.arange(offset, offset + k),
-            torch.arange(insert_at, arch.block_out_channels(block)),
+            torch.arange(insert_at, device="cpu"),
+            torch.arange(offset, offset + k, device="cpu"),
+            torch.arange(insert_at, arch.block_out_channels(block), device="cpu"),
         ]
     )
     counterparts = list(range(position)) + [source] + list(range(position, num))

@@ -63,7 +63,7 @@ def get_module(groups: dict[str, ModuleTensors], prefix: str) -> ModuleTensors:
 
 
 def _is_identity(src: Tensor, old: int) -> bool:
-    return len(src) == old and bool(torch.equal(src, torch.arange(old)))
+    return len(src) == old and bool(torch.equal(src, torch.arange(old, device=src.device)))
 
 
 def _visible(src: Tensor, new_len: int, old_len: int) -> Tensor:
@@ -171,7 +171,7 @@ def rewrite_state(
             )
             # The next block's map: the transition's copies, then its own units, unchanged.
             width = old.transition_width(b)
-            rest = torch.arange(width, old.block_out_channels(b + 1))
+            rest = torch.arange(width, old.block_out_channels(b + 1), device="cpu")
             changed = None if _is_identity(copies, width) else torch.cat([copies, rest])
         transitions.update({prefix + name: t for name, t in module.items()})
     norm, classifier = get_module(groups, "norm."), get_module(groups, "classifier.")
