@@ -50,7 +50,7 @@ class PooledVectorEnv(gym.vector.VectorEnv):
         env_fns: One function per environment that makes it (called in its worker process).
         workers: Processes; environment ``i`` lives in the worker of :func:`env_groups`.
         context: The multiprocessing start method ("spawn": forking a process whose torch thread
-            pool is running can deadlock the child).
+            pool is running can deadlock the child); None, the platform's default.
 
     An exception in a worker is raised again here, with the worker's traceback as a note.
     """
@@ -60,7 +60,7 @@ class PooledVectorEnv(gym.vector.VectorEnv):
         env_fns: Sequence[Callable[[], gym.Env]],
         workers: int,
         *,
-        context: str = "spawn",
+        context: str | None = "spawn",
     ) -> None:
         self.num_envs = len(env_fns)
         self.groups = env_groups(self.num_envs, workers)
