@@ -8,7 +8,8 @@ writes ``sb3_model.zip`` for users but never reads it.) A rerun rebuilds the mod
 settings, loads those parameters and learns for the rest of the budget; children trained before
 the stop are found in the store.
 
-A resumed run equals an uninterrupted one (on the CPU, SB3's default here). A checkpoint is taken
+A resumed run equals an uninterrupted one (on the CPU, SB3's default here; a policy on a GPU
+gets its CUDA generators restored too, not yet checked on one). A checkpoint is taken
 between rollouts, where SB3's rollout buffer is empty, so what must be restored is the global
 generators SB3 draws from (Python's, numpy's, torch's CPU one), its update count and episode-info
 window, and the envs' state: every episode is reset with the seed a protocol agent's episode of
@@ -84,14 +85,17 @@ class _SeededEpisodes(gym.Wrapper):
 
 
 def _generator_states() -> dict[str, Any]:
-    """Python's, numpy's and torch's (CPU) global generators, as plain data."""
+    """Python's, numpy's and torch's global generators (CUDA's too, once used), as plain data."""
     kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     version, python, python_gauss = random.getstate()
-    return {
+    states = {
         "python": [version, list(python), python_gauss],
         "numpy": [kind, np.asarray(key).tolist(), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
     }
+    if torch.cuda.is_initialized():  # a policy on a GPU samples its actions there
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def _set_generator_states(states: dict[str, Any]) -> None:
@@ -100,6 +104,8 @@ def _set_generator_states(states: dict[str, Any]) -> None:
     kind, key, pos, has_gauss, gauss = states["numpy"]
     np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class _RecordChildren(BaseCallback):

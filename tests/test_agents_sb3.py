@@ -242,3 +242,21 @@ def test_an_sb3_record_replays_from_its_seed_and_actions(tmp_path):
         for action in record["actions"]:
             _, _, _, _, info = env.step(np.asarray(action, dtype=np.int64))
         assert (info["net"], info["accuracy"]) == (record["net"], record["accuracy"])
+
+
+def test_a_gpu_policy_has_its_cuda_generators_saved_and_restored(monkeypatch):
+    """A policy on a GPU samples from CUDA's generators: a resume must restore them too."""
+    import torch
+
+    from agents import sb3_runner
+
+    saved_cuda = [torch.tensor([1, 2, 3], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved_cuda)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    states = sb3_runner._generator_states()
+    sb3_runner._set_generator_states(states)
+    assert restored == [saved_cuda]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # a CPU run: no CUDA state
+    assert "cuda" not in sb3_runner._generator_states()
