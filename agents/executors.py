@@ -8,6 +8,7 @@ GPUs), or one Ray actor per environment (``executor="ray"``).
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,9 @@ def train_start_here(env_id: str, env_kwargs: dict[str, Any]) -> None:
     """Train (or find) the start network in this process, with every core, before workers start.
 
     Otherwise the first worker to reset trains it on its one thread while the others wait on
-    the store's lock and the other cores idle (the main job's first minutes).
+    the store's lock and the other cores idle (the main job's first minutes). On a GPU this
+    process then hands back the memory its allocator cached: the workers' memory shares
+    (:func:`eas_gym.vector.apply_worker_settings`) do not count it.
     """
     import gymnasium as gym
 
@@ -124,6 +127,10 @@ def train_start_here(env_id: str, env_kwargs: dict[str, Any]) -> None:
         env.unwrapped.get_wrapper_attr("scorer").start()
     finally:
         env.close()
+    del env
+    if torch.cuda.is_initialized():
+        gc.collect()  # the env's data and networks, so their blocks can be handed back
+        torch.cuda.empty_cache()
 
 
 def runs_asynchronously(args: SearchArgs, env_kwargs: dict[str, Any], num_envs: int) -> bool:

@@ -125,3 +125,17 @@ def test_the_start_network_is_trained_here_before_workers_start(tmp_path, monkey
     monkeypatch.setattr(executors, "train_start_here", lambda *a: calls.append(a))
     executors.make_envs(args, tmp_path, kwargs, num_envs=2)
     assert calls == []  # an in-process run trains it at its first reset
+
+
+def test_the_start_network_trained_here_hands_back_its_gpu_cache(tmp_path, monkeypatch):
+    """The workers' GPU memory shares do not count this process: its cached blocks go back."""
+    import torch
+
+    import agents.executors as executors
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    kwargs = {"store": str(tmp_path / "store.sqlite"), "schedule": "W", "start_epochs": 0.2}
+    executors.train_start_here("EAS-Synthetic-v0", kwargs)
+    assert emptied == [True]
