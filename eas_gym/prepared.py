@@ -20,12 +20,13 @@ from __future__ import annotations
 import io
 import os
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from eas_gym.data import _FILES, default_data_dir, load_dataset
+from eas_gym.data import _FILES, default_data_dir, load_dataset, resolve_device
 from eas_gym.own_data import dataset_identity, is_own_dataset
 from eas_gym.splits import DataBundle, Split
 from eas_gym.store import config_key, default_store_path, write_atomically
@@ -70,12 +71,31 @@ def load_prepared(*, device: torch.device | str = "cpu", **kwargs: Any) -> DataB
     """:func:`~eas_gym.data.load_dataset` of `kwargs`, prepared once and memory-mapped.
 
     Args:
-        device: Where the splits live (on the CPU they stay memory-mapped, shared).
+        device: Where the splits live (on the CPU they stay memory-mapped, shared by the
+            processes; on a GPU one copy per process and device, shared by its envs).
         **kwargs: ``load_dataset``'s arguments (``name``, ``data_dir``, sizes, ...).
     """
     path = prepared_path(**kwargs)
     if path is None:
         return load_dataset(device=device, **kwargs)
+    target = resolve_device(device)
+    if target.type == "cpu":  # memory-mapped: the page cache already holds one copy
+        return _load_prepared(path, target, kwargs)
+    # On a GPU, the envs of one process (a SyncVectorEnv, SB3's DummyVecEnv) share one copy
+    # while any of them holds it; nothing writes to a split in place.
+    key = (str(path), str(target))
+    data = _ON_DEVICES.get(key)
+    if data is None:
+        data = _ON_DEVICES[key] = _load_prepared(path, target, kwargs)
+    return data
+
+
+_ON_DEVICES: weakref.WeakValueDictionary[tuple[str, str], DataBundle] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _load_prepared(path: Path, device: torch.device, kwargs: dict[str, Any]) -> DataBundle:
     if path.exists():
         try:
             return _read(path).to(device)

@@ -90,3 +90,18 @@ def test_cifar10_prepared_is_memory_mapped_and_keyed_by_its_files(cache):
         assert str(prepared_path(**kwargs)) in maps.read_text()
     assert again.train.images.sum() == data.train.images.sum()
     assert os.path.getsize(prepared_path(**kwargs)) < 3 * (1500 + 10_000) * 3 * 64
+
+
+def test_the_envs_of_one_process_share_one_copy_on_a_gpu(cache, own):
+    """A SyncVectorEnv's (or SB3's DummyVecEnv's) envs on one GPU hold the data once."""
+    import gc
+
+    kwargs = {"name": own, "val_size": 20, "image_size": 6}
+    first = load_prepared(device="meta", **kwargs)  # a device off the CPU, as a GPU is
+    assert first.train.images.device.type == "meta"
+    assert load_prepared(device="meta", **kwargs) is first
+    del first
+    gc.collect()
+    assert not prepared._ON_DEVICES  # handed back with its last holder
+    # on the CPU each call maps the file again: the page cache is the shared copy
+    assert load_prepared(**kwargs) is not load_prepared(**kwargs)
