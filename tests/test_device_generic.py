@@ -17,6 +17,8 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
+import eas_gym.scorer as scorer_module
+import eas_gym.settings as settings
 import eas_gym.vector as vector_module
 from eas_gym.arch import SMALL_SPACE, SMALL_START
 from eas_gym.batches import iterate_batches
@@ -28,6 +30,7 @@ from eas_gym.net import EASNet, build_net
 from eas_gym.net2net import DEEPER_NOISE, WIDER_NOISE, build_module, fp32_exact
 from eas_gym.ray_vector import _resources_per_copy, gpu_share
 from eas_gym.splits import Split
+from eas_gym.store import EvalStore
 from eas_gym.train import TrainConfig, evaluate, fine_tune, is_out_of_memory
 
 
@@ -182,6 +185,44 @@ def test_the_scorer_verifies_a_child_on_fake_cuda(fake_cuda, tmp_path):
         checked = scorer.verify(arch, child, parent_logits, exact=True)
     assert next(checked.net.parameters()).device.type == "cuda"
     assert checked.logits.device.type == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("space", "reward_mode", "schedule"),
+    [("small", "dense", "WWDD"), ("small", "sparse", "WD"), ("dense-small", "dense", "WD")],
+)
+def test_whole_episodes_run_with_every_env_tensor_off_the_cpu(
+    space, reward_mode, schedule, monkeypatch
+):
+    """The env's own path (start network, probe, transforms, checks, fine-tunes, logits) on
+    the meta device, which raises where a CPU tensor meets it as CUDA would. Numbers read back
+    from it are stand-ins, and nothing is stored."""
+    real_item, real_float = torch.Tensor.item, torch.Tensor.__float__
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: 0.5 if t.is_meta else real_item(t))
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: 0.5 if t.is_meta else real_float(t))
+    monkeypatch.setattr(settings, "_check_device", lambda device: None)  # users may not ask
+    monkeypatch.setattr(EvalStore, "save_weights", lambda self, net, key, state: None)
+    monkeypatch.setattr(scorer_module, "state_digest", lambda state: "0" * 16)
+    env = gym.make(
+        "EAS-Synthetic-v0",
+        store=":memory:",
+        device="meta",
+        space=space,
+        reward_mode=reward_mode,
+        epochs=0.2,
+        start_epochs=0.2,
+        schedule=schedule,
+    )
+    obs, info = env.reset(seed=0)
+    env.action_space.seed(0)
+    unwrapped = env.unwrapped
+    assert unwrapped.scorer.probe.is_meta
+    for _ in schedule:
+        obs, reward, terminated, truncated, info = env.step(
+            env.action_space.sample(mask=info["action_mask"])
+        )
+        assert {v.device.type for v in unwrapped.network()[1].values()} == {"meta"}
+    assert terminated
 
 
 @pytest.fixture
