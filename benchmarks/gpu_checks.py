@@ -3,7 +3,8 @@
 Preservation errors (max ``|logits' - logits|``, eval mode) of the paper's wider and deeper
 steps with noise 0, TF32 off and on, and the same step on the CPU; the noisy steps (they run
 on the device and perturb the function); shuffled, augmented batches from one seed, equal on
-the CPU and the device. A check that raises becomes a row with ``"error"``; the part goes on.
+the CPU and the device; the CPU draws under a script's default device set to the device. A
+check that raises becomes a row with ``"error"``; the part goes on.
 """
 
 from __future__ import annotations
@@ -133,6 +134,27 @@ def part_correctness(cfg: dict[str, Any], rows: Rows) -> None:
         except Exception as e:
             rows.add(check="noisy", step=name, noise=noise, error=repr(e)[:500])
     _augmentation(data, on_device, sizes["aug_batches"], rows)
+    _default_device(device, on_cpu, steps["wider"], rows)
+
+
+def _default_device(device: torch.device, on_cpu: tuple, wider: Callable, rows: Rows) -> None:
+    """A script's ``torch.set_default_device`` (here the device) moves none of the CPU draws."""
+    try:
+        arch, expected = wider(on_cpu[1], gen(2), WIDER_NOISE)
+        fresh = build_net(PAPER_START, generator=gen(0)).state_dict()
+        with device:
+            _, got = wider(on_cpu[1], gen(2), WIDER_NOISE)
+            fresh_here = build_net(PAPER_START, generator=gen(0)).state_dict()
+        rows.add(
+            check="default_device",
+            device=str(device),
+            net=str(arch),
+            wider_equal=all(torch.equal(got[k], expected[k]) for k in expected),
+            wider_devices=sorted({str(v.device) for v in got.values()}),
+            fresh_net_equal=all(torch.equal(fresh_here[k], fresh[k]) for k in fresh),
+        )
+    except Exception as e:  # torch raises where a CPU generator meets a GPU default device
+        rows.add(check="default_device", device=str(device), error=repr(e)[:500])
 
 
 def _augmentation(data: DataBundle, on_device: DataBundle, batches: int, rows: Rows) -> None:
