@@ -104,8 +104,10 @@ def _set_generator_states(states: dict[str, Any]) -> None:
     kind, key, pos, has_gauss, gauss = states["numpy"]
     np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
-    if "cuda" in states:
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" in states and torch.cuda.is_available():
+        # as many GPUs as this machine shows (CUDA_VISIBLE_DEVICES may show fewer than before)
+        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
 
 
 class _RecordChildren(BaseCallback):

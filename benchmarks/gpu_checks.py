@@ -134,27 +134,35 @@ def part_correctness(cfg: dict[str, Any], rows: Rows) -> None:
         except Exception as e:
             rows.add(check="noisy", step=name, noise=noise, error=repr(e)[:500])
     _augmentation(data, on_device, sizes["aug_batches"], rows)
-    _default_device(device, on_cpu, steps["wider"], rows)
+    _default_device(device, on_cpu, steps, rows)
 
 
-def _default_device(device: torch.device, on_cpu: tuple, wider: Callable, rows: Rows) -> None:
+def _default_device(device: torch.device, on_cpu: tuple, steps: dict, rows: Rows) -> None:
     """A script's ``torch.set_default_device`` (here the device) moves none of the CPU draws."""
+    for name, step in steps.items():
+        noise = WIDER_NOISE if name == "wider" else DEEPER_NOISE
+        try:
+            arch, expected = step(on_cpu[1], gen(2), noise)
+            with device:
+                _, got = step(on_cpu[1], gen(2), noise)
+            rows.add(
+                check="default_device",
+                step=name,
+                device=str(device),
+                net=str(arch),
+                equal=all(torch.equal(got[k], expected[k]) for k in expected),
+                devices=sorted({str(v.device) for v in got.values()}),
+            )
+        except Exception as e:  # torch raises where a CPU generator meets a GPU default device
+            rows.add(check="default_device", step=name, device=str(device), error=repr(e)[:500])
     try:
-        arch, expected = wider(on_cpu[1], gen(2), WIDER_NOISE)
         fresh = build_net(PAPER_START, generator=gen(0)).state_dict()
         with device:
-            _, got = wider(on_cpu[1], gen(2), WIDER_NOISE)
             fresh_here = build_net(PAPER_START, generator=gen(0)).state_dict()
-        rows.add(
-            check="default_device",
-            device=str(device),
-            net=str(arch),
-            wider_equal=all(torch.equal(got[k], expected[k]) for k in expected),
-            wider_devices=sorted({str(v.device) for v in got.values()}),
-            fresh_net_equal=all(torch.equal(fresh_here[k], fresh[k]) for k in fresh),
-        )
-    except Exception as e:  # torch raises where a CPU generator meets a GPU default device
-        rows.add(check="default_device", device=str(device), error=repr(e)[:500])
+        equal = all(torch.equal(fresh_here[k], fresh[k]) for k in fresh)
+        rows.add(check="default_device", step="fresh net", device=str(device), equal=equal)
+    except Exception as e:
+        rows.add(check="default_device", step="fresh net", device=str(device), error=repr(e)[:500])
 
 
 def _augmentation(data: DataBundle, on_device: DataBundle, batches: int, rows: Rows) -> None:

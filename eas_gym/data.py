@@ -274,7 +274,7 @@ def _load_torchvision(name: str, root: Path, download: bool) -> tuple[Split, Spl
             kind = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
             sets = [kind(str(root), train=t, download=download) for t in (True, False)]
             images = [torch.from_numpy(s.data).permute(0, 3, 1, 2) for s in sets]  # from NHWC
-            labels = [torch.tensor(s.targets) for s in sets]
+            labels = [torch.tensor(s.targets, device="cpu") for s in sets]
             num_classes = len(sets[0].classes)
     except (OSError, RuntimeError) as e:  # failed download (URLError) or corrupt files
         missing = [root / f for f in files if not (root / f).is_file()]

@@ -202,7 +202,8 @@ def _to_nchw_rgb(images: torch.Tensor, path: Path | str, part: str) -> torch.Ten
 
 def _empty_like(split: Split) -> Split:
     shape = (0, *split.images.shape[1:])
-    return Split(torch.empty(shape, dtype=torch.uint8), torch.empty(0, dtype=torch.int64))
+    images = torch.empty(shape, dtype=torch.uint8, device="cpu")
+    return Split(images, torch.empty(0, dtype=torch.int64, device="cpu"))
 
 
 # ---- image folders -------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def _load_folder(root: Path) -> tuple[Split, Split, int]:
                 labels.append(label)
         if images:
             x = _to_nchw_rgb(torch.from_numpy(np.stack(images)), folder, part)
-            splits[part] = Split(x, torch.tensor(labels, dtype=torch.int64))
+            splits[part] = Split(x, torch.tensor(labels, dtype=torch.int64, device="cpu"))
     train = splits["train"]
     return train, splits.get("test") or _empty_like(train), len(names)
 

@@ -100,14 +100,14 @@ def _load_prepared(path: Path, device: torch.device, kwargs: dict[str, Any]) -> 
         try:
             return _read(path).to(device)
         except Exception as e:  # truncated, foreign or from another torch: prepare it again
-            warnings.warn(f"{path} cannot be read ({e}); preparing it again", stacklevel=2)
+            warnings.warn(f"{path} cannot be read ({e}); preparing it again", stacklevel=3)
     data = load_dataset(device="cpu", **kwargs)
     buffer = io.BytesIO()
     torch.save(_as_dict(data), buffer)
     try:
         write_atomically(path, buffer.getvalue())
     except OSError as e:  # a read-only cache: this process keeps its own copy
-        warnings.warn(f"cannot keep the prepared dataset in {path}: {e}", stacklevel=2)
+        warnings.warn(f"cannot keep the prepared dataset in {path}: {e}", stacklevel=3)
         return data.to(device)
     del data
     return _read(path).to(device)

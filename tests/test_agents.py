@@ -129,13 +129,25 @@ def test_the_start_network_is_trained_here_before_workers_start(tmp_path, monkey
 
 def test_the_start_network_trained_here_hands_back_its_gpu_cache(tmp_path, monkeypatch):
     """The workers' GPU memory shares do not count this process: its cached blocks go back."""
+    import weakref
+
+    import gymnasium as gym
     import torch
 
     import agents.executors as executors
 
-    emptied = []
+    made, emptied = [], []
+    real_make = gym.make
+
+    def make(*args, **kwargs):
+        env = real_make(*args, **kwargs)
+        made.append(weakref.ref(env.unwrapped.scorer))
+        return env
+
+    monkeypatch.setattr(gym, "make", make)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    # by then nothing holds the env's data and networks, so their blocks can go back
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(made[0]() is None))
     kwargs = {"store": str(tmp_path / "store.sqlite"), "schedule": "W", "start_epochs": 0.2}
     executors.train_start_here("EAS-Synthetic-v0", kwargs)
     assert emptied == [True]

@@ -250,13 +250,19 @@ def test_a_gpu_policy_has_its_cuda_generators_saved_and_restored(monkeypatch):
 
     from agents import sb3_runner
 
-    saved_cuda = [torch.tensor([1, 2, 3], dtype=torch.uint8)]
+    saved_cuda = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4], dtype=torch.uint8)]
     restored = []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved_cuda)
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: restored.append((i, s)))
     states = sb3_runner._generator_states()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     sb3_runner._set_generator_states(states)
-    assert restored == [saved_cuda]
+    assert restored == [(0, saved_cuda[0]), (1, saved_cuda[1])]
+    restored.clear()  # resumed where fewer GPUs show (another node, CUDA_VISIBLE_DEVICES)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    sb3_runner._set_generator_states(states)
+    assert restored == [(0, saved_cuda[0])]
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # a CPU run: no CUDA state
     assert "cuda" not in sb3_runner._generator_states()

@@ -136,6 +136,36 @@ def test_a_callers_default_device_moves_no_draw():
     assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
+def test_cifar_read_under_a_callers_default_device_stays_on_the_cpu(tmp_path, monkeypatch):
+    """torchvision's labels are a list: made into a tensor on the default device, they would
+    meet the CPU images when the splits are drawn."""
+    import numpy as np
+    import torchvision
+
+    from eas_gym.data import _FILES
+
+    for name in _FILES["cifar10"][1]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+
+    class FakeCIFAR10:  # torchvision's attributes: NHWC uint8 images, a list of labels
+        classes = [str(k) for k in range(10)]
+
+        def __init__(self, root, train, download):
+            n = 60 if train else 20
+            self.data = np.random.default_rng(n).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+            self.targets = [k % 10 for k in range(n)]
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    kwargs = {"data_dir": tmp_path, "val_size": 20, "train_size": 30}
+    expected = load_dataset("cifar10", **kwargs)
+    with torch.device("meta"):
+        got = load_dataset("cifar10", **kwargs)
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(got, split).images, getattr(expected, split).images)
+        assert torch.equal(getattr(got, split).labels, getattr(expected, split).labels)
+
+
 def test_a_generator_off_the_cpu_is_refused_by_name():
     state, _ = _plain_state()
     on_a_gpu = SimpleNamespace(device=torch.device("cuda", 0))  # a CUDA generator's face

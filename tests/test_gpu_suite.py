@@ -63,9 +63,8 @@ def test_gpu_suite_dry_run_writes_every_part(tmp_path):
     assert all(r["check"] != "noisy" or r["perturbs"] for r in checks)
     augmentation = next(r for r in checks if r["check"] == "augmentation")
     assert augmentation["images_equal"] and augmentation["labels_equal"]
-    default = next(r for r in checks if r["check"] == "default_device")
-    assert default["wider_equal"] and default["fresh_net_equal"]
-    assert default["wider_devices"] == ["cpu"]
+    default = [r for r in checks if r["check"] == "default_device"]
+    assert len(default) == len(preserved) // 2 + 1 and all(r["equal"] for r in default)
 
     steps = [r for r in rows["throughput"] if "variant" in r]
     assert len(steps) == 6 and all(r["ms_per_step"] > 0 for r in steps)

@@ -124,5 +124,8 @@ def test_a_run_from_before_the_device_record_is_read_back_without_one(tmp_path, 
     del config["device_key"]  # as the studies committed before 2026-12-05 hold it
     (out / "config.json").write_text(json.dumps(config))
     _on_a_gpu_machine(monkeypatch)
+    import agents.runner
+
+    monkeypatch.setattr(agents.runner, "_device_key", lambda env_id, env_kwargs: "cuda-fp32")
     run_search(args)  # read back: nothing trained
     assert "device_key" not in json.loads((out / "config.json").read_text())
