@@ -12,7 +12,9 @@ and an entropy bonus (weight 1e-5). No discount.
 
 from __future__ import annotations
 
-from typing import Any, cast
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -23,6 +25,8 @@ from agents.base import split_masks
 from eas_gym.net2net import LayerKind
 
 __all__ = ["Controller", "Reinforce"]
+
+_T = TypeVar("_T")
 
 
 class Controller(nn.Module):
@@ -87,6 +91,21 @@ def _sample(logits: Tensor, legal: Tensor, generator: torch.Generator) -> tuple[
     return choice, log_probs.gather(1, choice[:, None]).squeeze(1), entropy
 
 
+def _on_the_cpu(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run `method` with the CPU as torch's default device.
+
+    The controller lives there whatever a script's ``torch.set_default_device`` says (its
+    draws come from a CPU generator, its inputs from numpy).
+    """
+
+    @functools.wraps(method)
+    def on_the_cpu(*args: Any, **kwargs: Any) -> _T:
+        with torch.device("cpu"):
+            return method(*args, **kwargs)
+
+    return on_the_cpu
+
+
 class Reinforce:
     """The paper's REINFORCE meta-controller as an :class:`agents.base.Agent`.
 
@@ -99,6 +118,7 @@ class Reinforce:
         baseline_decay: The baseline moves this far to the batch's mean return (paper: 0.95).
     """
 
+    @_on_the_cpu
     def __init__(
         self,
         observation_space: spaces.Dict,
@@ -124,6 +144,7 @@ class Reinforce:
         self._entropies: list[Tensor] = []
         self._rewards: list[np.ndarray] = []
 
+    @_on_the_cpu
     def act(self, obs: dict[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
         """Sample the step's actions; the step kind comes from ``obs["step_kind"]``."""
         t_obs = {k: torch.as_tensor(np.asarray(v), dtype=torch.long) for k, v in obs.items()}
@@ -150,6 +171,7 @@ class Reinforce:
         """Keep the rewards; returns are summed at :meth:`update` (no discount)."""
         self._rewards.append(np.asarray(rewards, dtype=np.float64))
 
+    @_on_the_cpu
     def update(self) -> dict[str, float]:
         """One REINFORCE step on the finished batch of episodes."""
         if not self._log_probs:
@@ -185,6 +207,7 @@ class Reinforce:
             "generator": self.generator.get_state(),
         }
 
+    @_on_the_cpu
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.controller.load_state_dict(state["controller"])

@@ -83,6 +83,20 @@ def test_same_seed_same_actions_and_state_round_trip(cls):
     assert np.array_equal(a.act(obs, flat_masks(infos)), c.act(obs, flat_masks(infos)))
 
 
+def test_reinforce_keeps_to_the_cpu_under_a_callers_default_device():
+    """A script's ``torch.set_default_device("cuda")`` must not move the controller (the meta
+    device stands in: it raises where a CPU tensor meets it, as CUDA does)."""
+    envs = make_envs()
+    space = (envs.single_observation_space, envs.single_action_space)
+    expected = run_episodes(envs, Reinforce(*space, seed=3), 2)
+    with torch.device("meta"):
+        agent = Reinforce(*space, seed=3)
+        got = run_episodes(envs, agent, 2)
+        agent.load_state_dict(agent.state_dict())
+    assert got == expected
+    assert {p.device.type for p in agent.controller.parameters()} == {"cpu"}
+
+
 def test_reinforce_update_changes_parameters_and_baseline():
     envs = make_envs()
     agent = Reinforce(envs.single_observation_space, envs.single_action_space, seed=0)
