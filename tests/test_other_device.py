@@ -31,12 +31,17 @@ def _on_a_gpu_machine(monkeypatch):
     monkeypatch.setattr(ChildScorer, "_train", no_training)
 
 
-def test_a_run_read_on_another_kind_of_machine_finds_its_rows(tmp_path, monkeypatch):
-    out = tmp_path / "run"
+def _finished_run(out):
+    """A 4-network random search on this CPU in `out`: its args and its config.json."""
     args = SearchArgs(env_id="EAS-Synthetic-v0", agent="random", nets=4, batch=2, out=str(out))
     args.env_kwargs, args.progress = SYNTHETIC, False
     run_search(args)
-    config = json.loads((out / "config.json").read_text())
+    return args, json.loads((out / "config.json").read_text())
+
+
+def test_a_run_read_on_another_kind_of_machine_finds_its_rows(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args, config = _finished_run(out)
     assert config["device_key"] == "cpu"
     (out / "best").rename(out / "best-before")
     _on_a_gpu_machine(monkeypatch)
@@ -117,10 +122,7 @@ def test_envs_of_different_device_keys_leave_the_record_with_a_warning(tmp_path)
 def test_a_run_from_before_the_device_record_is_read_back_without_one(tmp_path, monkeypatch):
     """Reading such a run on a GPU machine must not label its CPU-trained children as a GPU's."""
     out = tmp_path / "run"
-    args = SearchArgs(env_id="EAS-Synthetic-v0", agent="random", nets=4, batch=2, out=str(out))
-    args.env_kwargs, args.progress = SYNTHETIC, False
-    run_search(args)
-    config = json.loads((out / "config.json").read_text())
+    args, config = _finished_run(out)
     del config["device_key"]  # as the studies committed before 2026-12-05 hold it
     (out / "config.json").write_text(json.dumps(config))
     _on_a_gpu_machine(monkeypatch)
