@@ -197,7 +197,18 @@ def _config_record(args: SearchArgs, spec: AgentSpec) -> dict[str, Any]:
     if isinstance(dataset, str) and is_own_dataset(dataset):
         # a resume compares the data, not the path: an edited file is refused, a moved one is not
         record["dataset_identity"] = dataset_identity(dataset)
+    if _evaluator(args.env_id, args.env_kwargs) == "bench":
+        from eas_gym.bench import default_model_digest
+
+        # a resume under a refitted model would mix two benchmarks' accuracies in one search
+        record["bench_model"] = default_model_digest()
     return record
+
+
+def _evaluator(env_id: str, env_kwargs: dict[str, Any]) -> str:
+    import gymnasium as gym
+
+    return str({**gym.spec(env_id).kwargs, **env_kwargs}.get("evaluator", "train"))
 
 
 def _device_key(env_id: str, env_kwargs: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ This module imports neither torch nor gymnasium.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "BenchModel",
     "arch_features",
     "default_model",
+    "default_model_digest",
     "feature_names",
     "features_matrix",
     "trees_from_lightgbm",
@@ -294,6 +296,18 @@ class BenchModel:
 def default_model() -> BenchModel:
     """The packaged ``EAS-CIFAR10-CPU-v2`` model, loaded once per process."""
     return BenchModel.load()
+
+
+@functools.cache
+def default_model_digest() -> str:
+    """Which fit the bench draws from: the packaged model's SHA-256 (first 16 hex digits).
+
+    Hashed over the parsed file written canonically, so a checkout that rewrites line endings
+    keeps it. A bench search records it (``config.json``'s ``bench_model``) and refuses to
+    resume under another model, whose accuracies would not be comparable.
+    """
+    text = json.dumps(default_model().spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def trees_from_lightgbm(dump: dict[str, Any]) -> dict[str, Any]:

@@ -297,3 +297,25 @@ def test_the_search_command_refuses_a_bench_training_argument_before_writing(tmp
     assert main([*argv, "--set", "epochs=8"]) == 2
     assert "Expected `epochs` 17.0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_bench_search_records_its_model_and_refuses_to_resume_under_another(tmp_path, capsys):
+    from agents.cli import main
+    from eas_gym.bench import default_model_digest
+
+    out = tmp_path / "run"
+    argv = ["search", "--env", "EAS-Bench-CIFAR10-CPU-v2", "--nets", "10", "--out", str(out)]
+    assert main(argv) == 0
+    config = out / "config.json"
+    saved = json.loads(config.read_text())
+    assert saved["bench_model"] == default_model_digest()
+    assert main([*argv[:4], "20", *argv[5:]]) == 0  # same model: extends
+    capsys.readouterr()
+    config.write_text(json.dumps({**saved, "bench_model": "0123456789abcdef"}))  # fit changed
+    assert main([*argv[:4], "30", *argv[5:]]) == 2
+    err = capsys.readouterr().err
+    assert "bench_model: '0123456789abcdef' there" in err
+    assert len((out / "children.jsonl").read_text().splitlines()) == 20
+    other = tmp_path / "surrogate"  # another evaluator records no bench model
+    assert main(["search", "--env", "EAS-Surrogate-v0", "--nets", "10", "--out", str(other)]) == 0
+    assert "bench_model" not in json.loads((other / "config.json").read_text())
