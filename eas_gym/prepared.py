@@ -83,7 +83,7 @@ def load_prepared(*, device: torch.device | str = "cpu", **kwargs: Any) -> DataB
         return _load_prepared(path, target, kwargs)
     # On a GPU, the envs of one process (a SyncVectorEnv, SB3's DummyVecEnv) share one copy
     # while any of them holds it; nothing writes to a split in place.
-    key = (str(path), str(target))
+    key = (str(path), str(_with_index(target)))
     data = _ON_DEVICES.get(key)
     if data is None:
         data = _ON_DEVICES[key] = _load_prepared(path, target, kwargs)
@@ -93,6 +93,13 @@ def load_prepared(*, device: torch.device | str = "cpu", **kwargs: Any) -> DataB
 _ON_DEVICES: weakref.WeakValueDictionary[tuple[str, str], DataBundle] = (
     weakref.WeakValueDictionary()
 )
+
+
+def _with_index(device: torch.device) -> torch.device:
+    """`device` with its index: plain ``cuda`` is the current GPU (and shares its copy)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def _load_prepared(path: Path, device: torch.device, kwargs: dict[str, Any]) -> DataBundle:

@@ -105,3 +105,23 @@ def test_the_envs_of_one_process_share_one_copy_on_a_gpu(cache, own):
     assert not prepared._ON_DEVICES  # handed back with its last holder
     # on the CPU each call maps the file again: the page cache is the shared copy
     assert load_prepared(**kwargs) is not load_prepared(**kwargs)
+
+
+def test_plain_cuda_shares_the_current_gpus_copy(cache, own, monkeypatch):
+    """``device="cuda"`` and ``"cuda:0"`` in one process (GPU 0 current) hold one copy."""
+    loads = []
+
+    class Bundle:  # a stand-in for the GPU copy (weakly referenced, as the real one)
+        pass
+
+    def fake_load(path, device, kwargs):
+        loads.append(device)
+        return Bundle()
+
+    monkeypatch.setattr(prepared, "_load_prepared", fake_load)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    kwargs = {"name": own, "val_size": 20, "image_size": 6}
+    first = load_prepared(device="cuda", **kwargs)
+    assert load_prepared(device="cuda:0", **kwargs) is first
+    assert load_prepared(device="cuda:1", **kwargs) is not first
+    assert [str(d) for d in loads] == ["cuda", "cuda:1"]
