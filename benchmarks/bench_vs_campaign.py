@@ -159,7 +159,7 @@ def main() -> None:
             within = "1-60" if at <= STUDY_LENGTH else "61-300"
             groups[f"long run, children {within}"].append(i)
             if at > 200:  # where each search had settled
-                groups[f"{run} (children 201-300)"].append(i)
+                groups[f"long run, {run.removeprefix('cpu_v2_long/')}, children 201-300"].append(i)
     groups["all"] = list(range(len(new)))
     result = {
         "benchmark": "bench_vs_campaign",
